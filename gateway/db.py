@@ -1,0 +1,70 @@
+"""PostgreSQL: the connection pool and the versioned schema migrations.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files, applied in order, each
+in its own transaction, under an advisory lock so that several processes starting at
+once apply each file exactly once. A plain runner rather than a migration tool: the
+schema is SQL, the runner is twenty lines, and it needs no binary beside asyncpg.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).resolve().parent
+_LOCK_ID = 0x666C617368  # "flash": one advisory lock for schema changes
+
+
+def migrations_dir() -> Path:
+    """Packaged beside this module in a wheel, else the checkout's ``migrations/``."""
+    packaged = _HERE / "migrations"
+    return packaged if packaged.is_dir() else _HERE.parent / "migrations"
+
+
+async def create_pool(database_url: str, *, max_size: int = 8) -> asyncpg.Pool:
+    """A lazy pool: opening it needs no database, so a gateway serves claims without one."""
+    return await asyncpg.create_pool(database_url, min_size=0, max_size=max_size)
+
+
+async def ensure_database(database_url: str) -> None:
+    """Create the database named in ``database_url`` if the server lacks it."""
+    try:
+        conn = await asyncpg.connect(database_url)
+    except asyncpg.InvalidCatalogNameError:
+        name = database_url.rsplit("/", 1)[1].split("?")[0]
+        admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await conn.close()
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not applied yet; return the names applied now."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+        for path in sorted(migrations_dir().glob("[0-9][0-9][0-9][0-9]_*.sql")):
+            if path.name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+            log.info("applied migration %s", path.name)
+            applied_now.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+    return applied_now

@@ -1,0 +1,92 @@
+"""Every Redis key name flashclaim uses, built here and nowhere else.
+
+All keys one claim decision touches carry the same hash tag, so a Redis Cluster keeps
+the decision on one slot: ``{c:<campaign>}`` for a campaign of its own, ``{g:<group>}``
+for every campaign of an exclusion group (a claim must see the group's holdings).
+Lua scripts receive these names in ``KEYS`` and never build one themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "fc"
+
+#: Hash campaign id -> exclusion group ("" for none): where a campaign's keys live.
+CAMPAIGN_INDEX = f"{PREFIX}:campaigns"
+
+#: Pub/sub channel on which a changed campaign's id is announced to every worker.
+CAMPAIGN_EVENTS = f"{PREFIX}:campaign-events"
+
+
+def tag_for(campaign_id: str, group: str) -> str:
+    """The hash tag that keeps one campaign's (or one group's) keys on one slot."""
+    return f"{{g:{group}}}" if group else f"{{c:{campaign_id}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignKeys:
+    """The keys of one published campaign."""
+
+    campaign_id: str
+    group: str
+
+    @property
+    def base(self) -> str:
+        """Common prefix: ``fc:{tag}:c:<campaign>``."""
+        return f"{PREFIX}:{tag_for(self.campaign_id, self.group)}:c:{self.campaign_id}"
+
+    @property
+    def config(self) -> str:
+        """Hash: the published campaign (written by operators, read by the script)."""
+        return f"{self.base}:cfg"
+
+    @property
+    def counters(self) -> str:
+        """Hash: ``issued`` coupons and ``spent`` cents (written only by scripts)."""
+        return f"{self.base}:counters"
+
+    @property
+    def users(self) -> str:
+        """Hash: user id -> coupons claimed in total."""
+        return f"{self.base}:users"
+
+    @property
+    def devices(self) -> str:
+        """Hash: device id -> coupons claimed in total."""
+        return f"{self.base}:devices"
+
+    @property
+    def blocked(self) -> str:
+        """Set: ``u:<user>`` and ``d:<device>`` members that may not claim."""
+        return f"{self.base}:blocked"
+
+    @property
+    def holds(self) -> str:
+        """Hash: user id -> ``<campaign>:<expires ms>`` of the group coupon held.
+
+        Shared by every campaign of the exclusion group (one per campaign without one).
+        """
+        return f"{PREFIX}:{tag_for(self.campaign_id, self.group)}:holds"
+
+    @property
+    def outbox(self) -> str:
+        """Stream: accepted claims waiting to be relayed to Kafka."""
+        return f"{self.base}:outbox"
+
+    def daily(self, day: str) -> str:
+        """String: coupons issued on ``day`` (``YYYYMMDD`` in the campaign's zone)."""
+        return f"{self.base}:day:{day}:issued"
+
+    def users_daily(self, day: str) -> str:
+        """Hash: user id -> coupons claimed on ``day``."""
+        return f"{self.base}:day:{day}:users"
+
+    def request(self, request_id: str) -> str:
+        """String: the answer given to an accepted ``requestId``, for replay."""
+        return f"{self.base}:req:{request_id}"
+
+
+def request_binding(request_id: str) -> str:
+    """String: ``user|campaign|device`` a requestId was first used with (its own slot)."""
+    return f"{PREFIX}:rid:{{{request_id}}}"

@@ -1,0 +1,125 @@
+"""Why a claim was answered the way it was: the public contract with front-end pages.
+
+Every answer of the claim endpoint carries ``{"code", "reason", "message"}``. The code is
+what ``lua/claim.lua`` returns (or what the gateway decides before Redis); ``Reason``
+names it; ``Reason.status`` is its HTTP status. Codes and names never change meaning;
+new ones are only added.
+"""
+
+from __future__ import annotations
+
+import enum
+from http import HTTPStatus
+
+import orjson
+
+
+class Reason(enum.StrEnum):
+    """Outcome of a claim. The member value is the stable name pages switch on."""
+
+    ACCEPTED = "ACCEPTED"
+    SOLD_OUT = "SOLD_OUT"
+    DAILY_SOLD_OUT = "DAILY_SOLD_OUT"
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    USER_LIMIT = "USER_LIMIT"
+    USER_DAILY_LIMIT = "USER_DAILY_LIMIT"
+    DEVICE_LIMIT = "DEVICE_LIMIT"
+    NOT_STARTED = "NOT_STARTED"
+    ENDED = "ENDED"
+    PAUSED = "PAUSED"
+    NOT_ELIGIBLE = "NOT_ELIGIBLE"
+    EXCLUSIVE_CONFLICT = "EXCLUSIVE_CONFLICT"
+    BLOCKED = "BLOCKED"
+    UNKNOWN_CAMPAIGN = "UNKNOWN_CAMPAIGN"
+    REQUEST_MISMATCH = "REQUEST_MISMATCH"
+    OVERLOADED = "OVERLOADED"
+    UNAVAILABLE = "UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    INTERNAL = "INTERNAL"
+
+    @property
+    def code(self) -> int:
+        """The numeric code (the one ``claim.lua`` returns for the reasons it decides)."""
+        return _CODES[self]
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this reason is answered with."""
+        return _STATUS[self]
+
+    @property
+    def message(self) -> str:
+        """A sentence a page may show, or log, when it has nothing better."""
+        return _MESSAGES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> Reason:
+        """The reason behind a numeric code; unknown codes raise ``KeyError``."""
+        return _BY_CODE[code]
+
+
+_TABLE: list[tuple[Reason, int, HTTPStatus, str]] = [
+    (Reason.ACCEPTED, 0, HTTPStatus.OK, "Coupon claimed."),
+    (Reason.SOLD_OUT, 1, HTTPStatus.CONFLICT, "All coupons of this campaign are gone."),
+    (Reason.DAILY_SOLD_OUT, 2, HTTPStatus.CONFLICT, "Today's coupons are gone; try tomorrow."),
+    (Reason.BUDGET_EXHAUSTED, 3, HTTPStatus.CONFLICT, "The campaign's budget is spent."),
+    (Reason.USER_LIMIT, 4, HTTPStatus.CONFLICT, "You already hold the most coupons allowed."),
+    (Reason.USER_DAILY_LIMIT, 5, HTTPStatus.CONFLICT, "You reached today's limit."),
+    (Reason.DEVICE_LIMIT, 6, HTTPStatus.CONFLICT, "This device reached its limit."),
+    (Reason.NOT_STARTED, 7, HTTPStatus.CONFLICT, "The campaign has not started yet."),
+    (Reason.ENDED, 8, HTTPStatus.GONE, "The campaign has ended."),
+    (Reason.PAUSED, 9, HTTPStatus.CONFLICT, "The campaign is paused."),
+    (Reason.NOT_ELIGIBLE, 10, HTTPStatus.FORBIDDEN, "This campaign is not open to you."),
+    (
+        Reason.EXCLUSIVE_CONFLICT,
+        11,
+        HTTPStatus.CONFLICT,
+        "You hold a coupon that excludes this one.",
+    ),
+    (Reason.BLOCKED, 12, HTTPStatus.FORBIDDEN, "Claims from this account or device are blocked."),
+    (Reason.UNKNOWN_CAMPAIGN, 13, HTTPStatus.NOT_FOUND, "No such campaign."),
+    (
+        Reason.REQUEST_MISMATCH,
+        14,
+        HTTPStatus.CONFLICT,
+        "This requestId was already used for a different claim.",
+    ),
+    (
+        Reason.OVERLOADED,
+        15,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "Too many claims right now; retry shortly.",
+    ),
+    (
+        Reason.UNAVAILABLE,
+        16,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "Claims are unavailable right now; retry shortly.",
+    ),
+    (Reason.RATE_LIMITED, 20, HTTPStatus.TOO_MANY_REQUESTS, "Too many requests; slow down."),
+    (Reason.INVALID_REQUEST, 21, HTTPStatus.BAD_REQUEST, "The request is not valid."),
+    (Reason.UNAUTHORIZED, 22, HTTPStatus.UNAUTHORIZED, "A valid bearer token is required."),
+    (Reason.NOT_FOUND, 23, HTTPStatus.NOT_FOUND, "No such endpoint."),
+    (Reason.METHOD_NOT_ALLOWED, 24, HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed here."),
+    (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
+]
+
+_CODES = {reason: code for reason, code, _, _ in _TABLE}
+_STATUS = {reason: int(status) for reason, _, status, _ in _TABLE}
+_MESSAGES = {reason: message for reason, _, _, message in _TABLE}
+_BY_CODE = {code: reason for reason, code, _, _ in _TABLE}
+
+
+def refusal_body(reason: Reason, message: str | None = None) -> bytes:
+    """The JSON body of a refused claim (or any error) of ``reason``."""
+    return orjson.dumps(
+        {"code": reason.code, "reason": reason.value, "message": message or reason.message}
+    )
+
+
+#: Pre-rendered bodies for the refusals a herd hammers; built once, sent as bytes.
+REFUSAL_BODIES = {reason: refusal_body(reason) for reason in Reason}

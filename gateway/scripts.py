@@ -1,0 +1,40 @@
+"""The Lua scripts, loaded once from ``lua/`` and registered with redis-py.
+
+Scripts are files (package data in a wheel, ``lua/`` in a checkout), read once at start
+and registered as redis-py ``AsyncScript`` objects: EVALSHA, and on ``NOSCRIPT`` (after
+a Redis restart, failover or ``SCRIPT FLUSH``) redis-py loads the script and retries.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+_HERE = Path(__file__).resolve().parent
+
+
+def lua_dir() -> Path:
+    """Where the scripts are: packaged beside this module, else the checkout's ``lua/``."""
+    packaged = _HERE / "lua"
+    return packaged if packaged.is_dir() else _HERE.parent / "lua"
+
+
+@cache
+def source(name: str) -> str:
+    """The text of ``lua/<name>.lua``."""
+    return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+SCRIPT_NAMES = ("claim",)
+
+
+class Scripts:
+    """Every script flashclaim runs, registered on one Redis client."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.claim: AsyncScript = redis.register_script(source("claim"))

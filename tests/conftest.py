@@ -1,0 +1,94 @@
+"""Fixtures: a private Redis, a scratch PostgreSQL database, a gateway on a manual clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from gateway.app import create_app, redis_client
+from gateway.campaign_ops import CampaignOps
+from gateway.campaign_store import CampaignStore
+from gateway.clock import ManualClock
+from gateway.settings import Settings
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
+from tests.services import RedisServer, drop_database, scratch_database
+
+#: The PostgreSQL server tests make their scratch databases on.
+POSTGRES_URL = os.environ.get("FLASHCLAIM_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    url = await scratch_database(POSTGRES_URL)
+    yield url
+    await drop_database(POSTGRES_URL, url)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Ten minutes before T0 (Double-11 midnight in Asia/Shanghai)."""
+    return ManualClock(T0_MS - 10 * 60_000)
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, database_url: str) -> Settings:
+    return Settings.from_env(
+        {},
+        redis_url=redis_server.url,
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        admin_token=ADMIN_TOKEN,
+        user_rate=0,
+        device_rate=0,
+        ip_rate=0,
+        campaign_cache_ms=0,
+        sold_out_cache_ms=0,
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = redis_client(settings)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    await pool.execute("TRUNCATE campaigns CASCADE")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def ops(pool: asyncpg.Pool, redis: Redis, clock: ManualClock) -> CampaignOps:
+    return CampaignOps(CampaignStore(pool), redis, clock)
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, clock: ManualClock, redis: Redis, pool: asyncpg.Pool
+) -> AsyncIterator[TestClient[object, object]]:
+    app = create_app(settings, clock)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+@pytest.fixture
+def lua_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "lua"

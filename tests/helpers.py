@@ -1,0 +1,82 @@
+"""Shared test data: campaign specs, tokens and claim bodies."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp.test_utils import TestClient
+
+from gateway.auth import mint
+from gateway.campaign import Campaign, decode_spec
+from gateway.campaign_ops import CampaignOps
+
+JWT_SECRET = "test-jwt-secret-0123456789abcdef"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 11, 0, 0, tzinfo=SHANGHAI)
+T0_MS = int(T0.timestamp() * 1000)
+DAY_MS = 86_400_000
+_ids = itertools.count()
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    """A valid campaign spec (cash-off 100 off 500, opening at T0), with overrides."""
+    data: dict[str, Any] = {
+        "id": f"d11-{next(_ids)}",
+        "name": "Double 11: 100 off 500",
+        "kind": "cash_off",
+        "faceValueCents": 10_000,
+        "thresholdCents": 50_000,
+        "stock": 100,
+        "perUserLimit": 1,
+        "startsAt": T0.isoformat(),
+        "endsAt": datetime(2026, 11, 14, tzinfo=SHANGHAI).isoformat(),
+        "timeZone": "Asia/Shanghai",
+        "validity": {"mode": "days_after_claim", "days": 7},
+    }
+    data.update(overrides)
+    return data
+
+
+async def published(ops: CampaignOps, **overrides: Any) -> Campaign:
+    """Create and publish a campaign built by ``spec(**overrides)``."""
+    campaign = await ops.create(decode_spec(spec(**overrides)))
+    return await ops.publish(campaign.id)
+
+
+def token(user: str, *, expires_ms: int = T0_MS + 30 * DAY_MS, **claims: Any) -> str:
+    """A valid bearer token for ``user``."""
+    return mint(JWT_SECRET, user, expires_s=expires_ms // 1000, **claims)
+
+
+def auth(user: str, **claims: Any) -> dict[str, str]:
+    """Headers of a request made by ``user``."""
+    return {"Authorization": f"Bearer {token(user, **claims)}"}
+
+
+_rids = itertools.count()
+
+
+def body(campaign_id: str, *, request_id: str | None = None, device: str = "dev-1",
+         channel: str = "seckill") -> dict[str, str]:
+    """A claim body; a fresh requestId unless one is given."""
+    return {
+        "campaignId": campaign_id,
+        "requestId": request_id or f"req-{next(_rids):08d}",
+        "deviceId": device,
+        "channel": channel,
+    }
+
+
+async def claim(
+    client: TestClient[Any, Any], user: str, campaign_id: str, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    """POST a claim; return (status, JSON body)."""
+    claims = kwargs.pop("claims", {})
+    response = await client.post(
+        "/api/coupon/issue", json=body(campaign_id, **kwargs), headers=auth(user, **claims)
+    )
+    return response.status, await response.json()
