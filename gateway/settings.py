@@ -18,7 +18,7 @@ ENV_PREFIX = "FLASHCLAIM_"
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Positive = Annotated[int, msgspec.Meta(ge=1)]
 _NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-_Secret = Annotated[str, msgspec.Meta(min_length=16)]
+_Secret = Annotated[str, msgspec.Meta(min_length=32)]
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,8 @@
   writes, and it writes everything at once: counters, limits, holdings, the replay
   record and its outbox entry. A refused claim writes nothing. Claims of one batch are
   decided in order, each seeing the writes of those before it. Counters only grow, so
-  none can go below zero; stock left is cfg.stock - counters.issued.
+  none can go below zero; stock left is cfg.stock - counters.issued. Expiries are relative
+  (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
@@ -148,11 +149,11 @@ local function accept(user, device, rid, coupon, channel, req_key)
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
   redis.call('HINCRBY', KEYS[2], 'spent', value)
   if redis.call('INCR', KEYS[8]) == 1 then
-    redis.call('PEXPIREAT', KEYS[8], day_end + 2 * DAY_MS)
+    redis.call('PEXPIRE', KEYS[8], day_end - now + 2 * DAY_MS)
   end
   redis.call('HINCRBY', KEYS[3], user, 1)
   if udlimit > 0 and redis.call('HINCRBY', KEYS[9], user, 1) == 1 then
-    redis.call('PEXPIREAT', KEYS[9], day_end + 2 * DAY_MS)
+    redis.call('PEXPIRE', KEYS[9], day_end - now + 2 * DAY_MS)
   end
   if dlimit > 0 then redis.call('HINCRBY', KEYS[4], device, 1) end
   if group ~= '' then redis.call('HSET', KEYS[6], user, cid .. ':' .. expires) end

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
@@ -20,7 +23,9 @@ from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
 from tests.services import RedisServer, drop_database, scratch_database
 
 #: The PostgreSQL server tests make their scratch databases on.
-POSTGRES_URL = os.environ.get("FLASHCLAIM_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "FLASHCLAIM_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session")
@@ -80,13 +85,26 @@ def ops(pool: asyncpg.Pool, redis: Redis, clock: ManualClock) -> CampaignOps:
     return CampaignOps(CampaignStore(pool), redis, clock)
 
 
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
 @pytest.fixture
-async def client(
+async def make_client(
     settings: Settings, clock: ManualClock, redis: Redis, pool: asyncpg.Pool
-) -> AsyncIterator[TestClient[object, object]]:
-    app = create_app(settings, clock)
-    async with TestClient(TestServer(app)) as client:
-        yield client
+) -> AsyncIterator[ClientFactory]:
+    """Start gateways with settings overridden as asked; all are closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> TestClient[Any, Any]:
+            app = create_app(msgspec.structs.replace(settings, **overrides), clock)
+            return await stack.enter_async_context(TestClient(TestServer(app)))
+
+        yield make
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
+    return await make_client()
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from gateway.auth import mint
 from gateway.campaign import Campaign, decode_spec
-from gateway.campaign_ops import CampaignOps
+from gateway.campaign_ops import CampaignOps, keys_of
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -60,8 +61,13 @@ def auth(user: str, **claims: Any) -> dict[str, str]:
 _rids = itertools.count()
 
 
-def body(campaign_id: str, *, request_id: str | None = None, device: str = "dev-1",
-         channel: str = "seckill") -> dict[str, str]:
+def body(
+    campaign_id: str,
+    *,
+    request_id: str | None = None,
+    device: str = "dev-1",
+    channel: str = "seckill",
+) -> dict[str, str]:
     """A claim body; a fresh requestId unless one is given."""
     return {
         "campaignId": campaign_id,
@@ -80,3 +86,20 @@ async def claim(
         "/api/coupon/issue", json=body(campaign_id, **kwargs), headers=auth(user, **claims)
     )
     return response.status, await response.json()
+
+
+async def snapshot(redis: Redis, campaign: Campaign) -> dict[str, Any]:
+    """Everything a claim may write for ``campaign``: equal snapshots mean nothing changed."""
+    keys = keys_of(campaign)
+    state: dict[Any, Any] = {}
+    for key in await redis.keys(f"{keys.base}*") + [keys.holds]:
+        kind = await redis.type(key)
+        if kind == "hash":
+            state[key] = await redis.hgetall(key)
+        elif kind == "string":
+            state[key] = await redis.get(key)
+        elif kind == "stream":
+            state[key] = await redis.xlen(key)
+        elif kind == "set":
+            state[key] = await redis.smembers(key)
+    return state
