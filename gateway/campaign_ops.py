@@ -126,17 +126,8 @@ class CampaignOps:
         return campaign
 
     async def _push(self, campaign: Campaign) -> None:
-        """Write the campaign's config and blocklist to Redis, counters untouched."""
-        keys = keys_of(campaign)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            config: Mapping[Any, Any] = redis_config(campaign)
-            pipe.hset(keys.config, mapping=config)
-            pipe.hsetnx(keys.counters, "issued", 0)
-            pipe.hsetnx(keys.counters, "spent", 0)
-            await pipe.execute()
+        await write_campaign(self._redis, campaign)
         await self._push_blocklist(campaign)
-        await self._redis.hset(CAMPAIGN_INDEX, campaign.id, campaign.exclusion_group or "")
-        await self._announce(campaign.id)
 
     async def _push_blocklist(self, campaign: Campaign) -> None:
         users, devices = await self.store.blocklist(campaign.id)
@@ -147,3 +138,16 @@ class CampaignOps:
 
     async def _announce(self, campaign_id: str) -> None:
         await self._redis.publish(CAMPAIGN_EVENTS, campaign_id)
+
+
+async def write_campaign(redis: Redis, campaign: Campaign) -> None:
+    """Publish a campaign's config to Redis, leaving its counters as they are."""
+    keys = keys_of(campaign)
+    async with redis.pipeline(transaction=True) as pipe:
+        config: Mapping[Any, Any] = redis_config(campaign)
+        pipe.hset(keys.config, mapping=config)
+        pipe.hsetnx(keys.counters, "issued", 0)
+        pipe.hsetnx(keys.counters, "spent", 0)
+        await pipe.execute()
+    await redis.hset(CAMPAIGN_INDEX, campaign.id, campaign.exclusion_group or "")
+    await redis.publish(CAMPAIGN_EVENTS, campaign.id)
