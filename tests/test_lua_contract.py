@@ -63,7 +63,7 @@ async def test_malformed_call_is_refused_before_any_write(redis, ops, clock, man
         keys.users_daily("20261111"),
         keys.request("req-00000001"),
     ]
-    good_args = [
+    good_args: list[str | int] = [
         T0_MS + 1,
         T0_MS + 86_400_000,
         60,
