@@ -32,6 +32,8 @@ run: install ## Redis (if none runs) + migrations + a demo campaign + the gatewa
 	$(BIN)/flashclaim up
 
 bench: install ## claim throughput vs an aiohttp hello-world, measured with wrk
+	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
 
 clean:

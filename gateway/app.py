@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 
 from gateway import claim_api, db
 from gateway.admin_api import OPS, admin_app
@@ -33,7 +33,8 @@ SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
 
 def redis_client(settings: Settings) -> Redis:
-    """A Redis client whose pool waits briefly for a free connection, then gives up."""
+    """A Redis client for operations: every command has its own timeout, and the pool
+    waits briefly for a free connection, then gives up."""
     timeout = settings.redis_timeout_ms / 1000
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
@@ -41,6 +42,19 @@ def redis_client(settings: Settings) -> Redis:
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        decode_responses=True,
+    )
+    return Redis.from_pool(pool)
+
+
+def claim_redis_client(settings: Settings) -> Redis:
+    """A Redis client for the claim path: no per-command timers (the claim service bounds
+    each batch with one), and a pool that fails at once rather than queueing; batching
+    keeps at most two calls in flight per campaign."""
+    pool = ConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        socket_connect_timeout=settings.redis_timeout_ms / 1000,
         decode_responses=True,
     )
     return Redis.from_pool(pool)
@@ -76,8 +90,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
 def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def clients(app: web.Application) -> AsyncIterator[None]:
         redis = redis_client(settings)
+        claim_redis = claim_redis_client(settings)
         pool = await db.create_pool(settings.database_url)
-        claims = ClaimService(redis, clock, settings)
+        claims = ClaimService(claim_redis, clock, settings)
         app[REDIS] = redis
         app[CLAIMS] = claims
         app[OPS] = CampaignOps(CampaignStore(pool), redis, clock)
@@ -93,6 +108,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             with contextlib.suppress(asyncio.CancelledError):
                 await events
             await pool.close()
+            await claim_redis.aclose()
             await redis.aclose()
 
     return clients

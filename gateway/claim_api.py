@@ -44,7 +44,7 @@ async def issue(request: web.Request) -> web.Response:
         return _invalid(f"body is not valid JSON: {exc}", 400)
     try:
         outcome = await app[CLAIMS].claim(claimant, claim, _client_ip(request, app[SETTINGS]))
-    except RedisError as exc:
+    except (RedisError, OSError) as exc:  # OSError covers our own batch TimeoutError
         metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
         outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
     campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id

@@ -9,6 +9,7 @@ requestId to its claim, then one ``claim.lua`` call decides the whole batch.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -64,7 +65,6 @@ class Outcome:
 class _Claim:
     request: ClaimRequest
     claimant: Claimant
-    coupon_id: str
 
     @property
     def binding(self) -> str:
@@ -91,6 +91,7 @@ class ClaimService:
         self._redis = redis
         self._clock = clock
         self._settings = settings
+        self._timeout_s = settings.redis_timeout_ms / 1000
         self._scripts = Scripts(redis)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms)
         self._limits = (
@@ -110,11 +111,7 @@ class ClaimService:
         if view is None:
             return Outcome(Reason.UNKNOWN_CAMPAIGN)
         now = self._clock.now_ms()
-        claim = _Claim(
-            request,
-            claimant,
-            coupon_id_for(request.campaign_id, claimant.user_id, request.request_id),
-        )
+        claim = _Claim(request, claimant)
         if view.status == "active" and now < view.start_ms:
             metrics.CACHE_ANSWERS.labels(request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
@@ -154,7 +151,8 @@ class ClaimService:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
         outcomes: list[Outcome | None] = [None] * len(claims)
         started = time.perf_counter()
-        bound = await self._bind(claims)
+        async with asyncio.timeout(self._timeout_s):
+            bound = await self._bind(claims)
         metrics.SCRIPT_SECONDS.labels("bind").observe(time.perf_counter() - started)
         todo = []
         for i, (claim, previous) in enumerate(zip(claims, bound, strict=True)):
@@ -171,13 +169,16 @@ class ClaimService:
     async def _bind(self, claims: Sequence[_Claim]) -> list[str | None]:
         ttl = self._settings.replay_ttl_s
         async with self._redis.pipeline(transaction=False) as pipe:
-            for claim in claims:
-                pipe.set(
+            for claim in claims:  # raw SET: redis-py's keyword checks cost more than the call
+                pipe.execute_command(
+                    "SET",
                     request_binding(claim.request.request_id),
                     claim.binding,
-                    nx=True,
-                    get=True,
-                    ex=ttl,
+                    "NX",
+                    "GET",
+                    "EX",
+                    ttl,
+                    get=True,  # tells redis-py's reply parser to hand back the old value
                 )
             return await pipe.execute()
 
@@ -210,14 +211,15 @@ class ClaimService:
                 who.user_id,
                 claim.request.device_id,
                 claim.request.request_id,
-                claim.coupon_id,
+                coupon_id_for(keys.campaign_id, who.user_id, claim.request.request_id),
                 int(who.new_user),
                 who.level,
                 who.tags,
                 claim.request.channel,
             ]
         started = time.perf_counter()
-        results, outbox_len, issued, stock = await self._scripts.claim(names, args)
+        async with asyncio.timeout(self._timeout_s):
+            results, outbox_len, issued, stock = await self._scripts.claim(names, args)
         metrics.SCRIPT_SECONDS.labels("claim").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(claims))
         cid = keys.campaign_id
@@ -242,9 +244,10 @@ class ClaimService:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
         refusal = Outcome(view.exhausted or Reason.SOLD_OUT)
         started = time.perf_counter()
-        records: list[str | None] = await self._redis.mget(  # type: ignore[assignment]
-            [view.keys.request(c.request.request_id) for c in claims]
-        )
+        async with asyncio.timeout(self._timeout_s):
+            records: list[str | None] = await self._redis.mget(  # type: ignore[assignment]
+                [view.keys.request(c.request.request_id) for c in claims]
+            )
         metrics.SCRIPT_SECONDS.labels("replay").observe(time.perf_counter() - started)
         return [
             refusal if record is None else _replayed(claim, record, view)

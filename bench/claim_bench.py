@@ -1,0 +1,270 @@
+"""``make bench``: claim throughput against an aiohttp hello-world, measured by wrk.
+
+Everything is measured in one run on one machine, so the ratios hold even when the
+absolute figures move with the machine's load:
+
+1. baseline   an aiohttp + uvloop server that reads a JSON POST and answers JSON;
+2. accepting  claims to a campaign with stock to spare: every request wins a coupon
+              (one Lua decision per batch, replay record and outbox entry written);
+3. sold out   the herd after the last coupon: answered from the worker's memory plus
+              one read of the batch's replay records.
+
+Each server is one process pinned to CPU 1; wrk (one thread, 64 connections) and Redis
+(AOF, ``appendfsync everysec``) share CPU 0. The figures are printed and written to
+``bench/out/claim_bench.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway import db
+from gateway.app import redis_client
+from gateway.auth import mint
+from gateway.campaign import decode_spec
+from gateway.campaign_ops import CampaignOps
+from gateway.campaign_store import CampaignStore
+from gateway.clock import SystemClock
+from gateway.settings import Settings
+from tests.services import RedisServer, drop_database, free_port, scratch_database, wait_for_port
+
+POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
+DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
+CONNECTIONS = 64
+USERS = 2000
+JWT_SECRET = secrets.token_hex(24)
+ADMIN_TOKEN = secrets.token_hex(24)
+OUT = Path(__file__).resolve().parent / "out"
+
+
+@dataclass
+class Run:
+    """What wrk measured for one server and workload."""
+
+    name: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    requests: int
+
+
+def wrk_script(campaign_id: str, run_id: str) -> str:
+    """A wrk Lua script posting claims from USERS users, each request a new requestId."""
+    now = int(time.time())
+    tokens = ",\n".join(
+        f'"{mint(JWT_SECRET, f"bench-{n}", expires_s=now + 3600)}"' for n in range(USERS)
+    )
+    return f"""
+local tokens = {{ {tokens} }}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local u = counter % #tokens + 1
+  local body = string.format(
+    '{{"campaignId":"{campaign_id}","requestId":"{run_id}-%d","deviceId":"dev-%d","channel":"seckill"}}',
+    counter, u)
+  return wrk.format("POST", "/api/coupon/issue",
+    {{["Authorization"] = "Bearer " .. tokens[u], ["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+def run_wrk(name: str, port: int, script: Path, duration: int = DURATION_S) -> Run:
+    """Drive ``port`` with wrk for ``duration`` seconds; parse its report."""
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "0",
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/api/coupon/issue",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Run(
+        name=name,
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_latency(out, "50%"),
+        p99_ms=_latency(out, "99%"),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+    )
+
+
+def _latency(report: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", report).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def start_server(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a server pinned to CPU 1 and wait for its port."""
+    process = subprocess.Popen(["taskset", "-c", "1", *command], env=env)
+    wait_for_port(port, timeout=30)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+async def publish(settings: Settings, stock: int) -> str:
+    """Create and publish an open campaign; return its id."""
+    pool = await db.create_pool(settings.database_url, max_size=2)
+    redis = redis_client(settings)
+    try:
+        ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
+        now = datetime.now(UTC)
+        campaign_id = f"bench-{secrets.token_hex(3)}"
+        spec = decode_spec(
+            {
+                "id": campaign_id,
+                "name": "bench",
+                "kind": "no_threshold",
+                "faceValueCents": 500,
+                "stock": stock,
+                "perUserLimit": 1_000_000_000,
+                "startsAt": (now - timedelta(minutes=1)).isoformat(),
+                "endsAt": (now + timedelta(days=1)).isoformat(),
+            }
+        )
+        await ops.create(spec)
+        await ops.publish(campaign_id)
+        return campaign_id
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+def main() -> int:
+    """Run the three workloads and print the figures."""
+    for tool in ("wrk", "taskset", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is missing (apt-get install wrk util-linux redis-server)")
+            return 1
+    work = Path(tempfile.mkdtemp(prefix="flashclaim-bench-"))
+    redis = RedisServer(work, aof=True).start()
+    database_url = asyncio.run(scratch_database(POSTGRES_URL))
+    settings = Settings.from_env(
+        {},
+        redis_url=redis.url,
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        admin_token=ADMIN_TOKEN,
+        user_rate=0,
+        device_rate=0,
+        ip_rate=0,
+    )
+    runs: list[Run] = []
+    try:
+        subprocess.run(
+            ["redis-cli", "-p", str(redis.port), "CONFIG", "SET", "appendfsync", "everysec"],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        hello = start_server(
+            [sys.executable, "-m", "bench.hello", str(port)], port, dict(os.environ)
+        )
+        try:
+            script = work / "hello.lua"
+            script.write_text(wrk_script("hello", "warm"))
+            run_wrk("warm-up", port, script, duration=2)
+            runs.append(run_wrk("hello-world baseline", port, script))
+        finally:
+            stop(hello)
+        runs += bench_gateway(settings, work)
+    finally:
+        redis.stop()
+        asyncio.run(drop_database(POSTGRES_URL, database_url))
+        shutil.rmtree(work, ignore_errors=True)
+    report(runs)
+    return 0
+
+
+def bench_gateway(settings: Settings, work: Path) -> list[Run]:
+    """Accepting, then sold out, against one gateway worker process."""
+    accepting = asyncio.run(publish(settings, stock=100_000_000))
+    sold_out = asyncio.run(publish(settings, stock=1))
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLASHCLAIM_REDIS_URL": settings.redis_url,
+        "FLASHCLAIM_DATABASE_URL": settings.database_url,
+        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
+        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
+        "FLASHCLAIM_PORT": str(port),
+        "FLASHCLAIM_USER_RATE": "0",
+        "FLASHCLAIM_DEVICE_RATE": "0",
+        "FLASHCLAIM_IP_RATE": "0",
+        "FLASHCLAIM_OUTBOX_MAX_LEN": "100000000",
+        "FLASHCLAIM_LOG_LEVEL": "WARNING",
+    }
+    gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
+    runs = []
+    try:
+        for name, campaign_id, run_id in [
+            ("warm-up", accepting, "warm"),
+            ("claims, accepting", accepting, secrets.token_hex(4)),
+            ("claims, sold-out herd", sold_out, secrets.token_hex(4)),
+        ]:
+            script = work / f"{run_id}.lua"
+            script.write_text(wrk_script(campaign_id, run_id))
+            runs.append(
+                run_wrk(name, port, script, duration=2 if name == "warm-up" else DURATION_S)
+            )
+    finally:
+        stop(gateway)
+    return [run for run in runs if run.name != "warm-up"]
+
+
+def report(runs: list[Run]) -> None:
+    """Print a table with each run's ratio to the baseline; save it as JSON."""
+    base = next(run for run in runs if run.name.startswith("hello")).requests_per_s
+    cpu = subprocess.run(
+        ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(
+        f"\nflashclaim bench: {DURATION_S}s per run, wrk 1 thread x {CONNECTIONS} connections,"
+        f" 1 server process; {os.cpu_count()} CPUs ({cpu})\n"
+    )
+    print(f"{'workload':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>10}{'ratio':>8}")
+    for run in runs:
+        print(
+            f"{run.name:<24}{run.requests_per_s:>10.0f}{run.p50_ms:>9.2f}{run.p99_ms:>9.2f}"
+            f"{run.non_2xx:>10}{run.requests_per_s / base:>8.2f}"
+        )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "claim_bench.json").write_text(
+        json.dumps(
+            {"cpu": cpu, "duration_s": DURATION_S, "runs": [asdict(r) for r in runs]}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
