@@ -8,7 +8,6 @@ balancers stop sending claims before its connections close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from gateway.claim_api import CLAIMS, READY, SETTINGS, TOKENS
 from gateway.claims import ClaimService
 from gateway.clock import Clock, SystemClock
 from gateway.metrics import exposition_registry
+from gateway.relay import run_relay
 from gateway.responses import error_middleware
 from gateway.settings import Settings
 
@@ -97,16 +97,23 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[CLAIMS] = claims
         app[OPS] = CampaignOps(CampaignStore(pool), redis, clock)
         app[SUBSCRIBED] = subscribed = asyncio.Event()
+        stop = asyncio.Event()
         events = asyncio.create_task(
-            follow_campaign_events(redis, claims.campaigns.invalidate, subscribed)
+            follow_campaign_events(redis, claims.campaigns.invalidate, subscribed, stop)
+        )
+        relay = (
+            asyncio.create_task(run_relay(settings, redis, stop))
+            if settings.relay_in_gateway
+            else None
         )
         app[READY]["ready"] = True
         try:
             yield
         finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
+            stop.set()
+            if relay is not None:
+                await relay  # finishes its batch: what Kafka acknowledged is acked
+            await events
             await pool.close()
             await claim_redis.aclose()
             await redis.aclose()

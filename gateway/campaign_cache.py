@@ -10,6 +10,7 @@ remembered too, so a flood of made-up ids costs one Redis look-up per id per int
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
 from gateway.reasons import Reason
 
 log = logging.getLogger(__name__)
+
+EVENTS_POLL_S = 0.1
 
 
 @dataclass(slots=True)
@@ -133,23 +136,31 @@ class CampaignCache:
 
 
 async def follow_campaign_events(
-    redis: Redis, on_change: Callable[[str | None], None], subscribed: asyncio.Event
+    redis: Redis,
+    on_change: Callable[[str | None], None],
+    subscribed: asyncio.Event,
+    stop: asyncio.Event,
 ) -> None:
-    """Call ``on_change(campaign_id)`` for every announced change, forever.
+    """Call ``on_change(campaign_id)`` for every announced change until ``stop`` is set.
 
     After a lost subscription every campaign is treated as changed (``None``): messages
-    sent while it was down are gone.
+    sent while it was down are gone. The loop polls briefly instead of being cancelled:
+    redis-py's pub/sub does not always let go of a cancelled read.
     """
-    while True:
+    while not stop.is_set():
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(CAMPAIGN_EVENTS)
-                on_change(None)
-                subscribed.set()
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        on_change(message["data"])
+            await pubsub.subscribe(CAMPAIGN_EVENTS)
+            on_change(None)
+            subscribed.set()
+            while not stop.is_set():
+                message = await pubsub.get_message(timeout=EVENTS_POLL_S)
+                if message is not None and message["type"] == "message":
+                    on_change(message["data"])
         except (RedisError, OSError) as exc:
             subscribed.clear()
             log.warning("campaign events subscription lost (%s); retrying", exc)
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

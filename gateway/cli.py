@@ -2,6 +2,8 @@
 
     flashclaim up                        local stack: Redis if needed, migrations, demo, gateway
     flashclaim serve                     the gateway, FLASHCLAIM_WORKERS processes
+    flashclaim relay                     move accepted claims from the outboxes to Kafka
+    flashclaim consumer                  persist claims from Kafka into PostgreSQL
     flashclaim migrate                   create the database if needed, apply migrations
     flashclaim campaign create FILE      store a campaign (JSON spec; - for stdin)
     flashclaim campaign update ID FILE   change fields of a campaign
@@ -69,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default="var", help="where a started Redis keeps its data")
     up.set_defaults(run=_up)
 
+    relay = commands.add_parser("relay", help="relay outboxes to Kafka until SIGTERM")
+    relay.set_defaults(run=_relay)
+
+    consumer = commands.add_parser("consumer", help="persist claims from Kafka to PostgreSQL")
+    consumer.set_defaults(run=_consumer)
+
     worker = commands.add_parser("worker", help="run one gateway worker (serve starts these)")
     worker.set_defaults(run=_worker)
 
@@ -128,6 +136,34 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     except StartError as exc:
         print(f"flashclaim up: {exc}", file=sys.stderr)
         return 1
+
+
+def _relay(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    import uvloop
+
+    from gateway.app import redis_client
+    from gateway.relay import run_relay
+
+    async def relay() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        redis = redis_client(settings)
+        try:
+            await run_relay(settings, redis, stop)
+        finally:
+            await redis.aclose()
+
+    uvloop.run(relay())
+    return 0
+
+
+def _consumer(settings: Settings, args: argparse.Namespace) -> int:
+    from consumer.run import main as consume
+
+    return consume(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -78,6 +78,52 @@ STOCK_TOTAL = Gauge(
     ["campaign"],
     multiprocess_mode="mostrecent",
 )
+OUTBOX_OLDEST_AGE = Gauge(
+    "flashclaim_outbox_oldest_age_seconds",
+    "Age of the oldest claim still in a campaign's outbox (0 when empty), per the relay.",
+    ["campaign"],
+    multiprocess_mode="mostrecent",
+)
+RELAYED = Counter(
+    "flashclaim_relayed_total",
+    "Outbox entries acknowledged by Kafka and removed from the outbox.",
+    ["campaign"],
+)
+PRODUCE_SECONDS = Histogram(
+    "flashclaim_kafka_produce_duration_seconds",
+    "Time from sending a relay batch to Kafka's acknowledgement of all of it.",
+    buckets=LATENCY_BUCKETS,
+)
+PRODUCE_ERRORS = Counter(
+    "flashclaim_kafka_produce_errors_total",
+    "Relay batches Kafka did not acknowledge (the entries stay in the outbox).",
+)
+PERSISTED = Counter("flashclaim_persisted_total", "Claims written to PostgreSQL as new rows.")
+DUPLICATES = Counter(
+    "flashclaim_persist_duplicates_total",
+    "Redelivered claims absorbed by the coupon id's primary key.",
+)
+PERSIST_BATCH = Histogram(
+    "flashclaim_persist_batch_rows", "Claims per consumer transaction.", buckets=BATCH_BUCKETS
+)
+DB_COMMIT_SECONDS = Histogram(
+    "flashclaim_db_commit_duration_seconds",
+    "Time of one consumer batch's insert and commit in PostgreSQL.",
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "flashclaim_consumer_lag_messages",
+    "Messages of the claims topic not yet persisted, by partition.",
+    ["partition"],
+    multiprocess_mode="mostrecent",
+)
+DEAD_LETTERS = Counter(
+    "flashclaim_dead_letters_total", "Undecodable claim messages sent to the dead-letter topic."
+)
+COMMIT_FAILURES = Counter(
+    "flashclaim_offset_commit_failures_total",
+    "Offset commits refused (e.g. by a rebalance); the batch is redelivered and absorbed.",
+)
 REDIS_ERRORS = Counter(
     "flashclaim_redis_errors_total",
     "Redis calls of the claim path that failed (claims answered UNAVAILABLE).",

@@ -61,6 +61,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ip_burst: _Positive = 1000
     trust_forwarded_for: bool = False
 
+    # The hand-off: outbox relay to Kafka, consumer into PostgreSQL.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    claims_topic: str = "coupon.claims"
+    dlq_topic: str = "coupon.claims.dlq"
+    kafka_idempotence: bool = False  # on for real Kafka; the local test broker lacks it
+    kafka_compression: str = "gzip"
+    kafka_linger_ms: _NonNegative = 5
+    kafka_timeout_ms: _Positive = 10_000
+    relay_in_gateway: bool = True
+    relay_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
+    relay_idle_ms: _Positive = 20
+    relay_reclaim_ms: _Positive = 10_000
+    consumer_group: str = "flashclaim-persist"
+    consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
     # Operations.
     metrics_dir: str = ""
     log_level: str = "INFO"

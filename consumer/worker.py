@@ -1,0 +1,146 @@
+"""The consume loop: getmany, one transaction per batch, then commit the offsets.
+
+Offsets are committed only after the database committed the batch, and only for the
+partitions this member still owns. A refused commit (a rebalance moved the partition)
+is not an error: the new owner re-reads those messages and the primary key absorbs them.
+While PostgreSQL is down the batch is retried, never skipped; nothing newer is read
+until it is stored. Messages that cannot be decoded go to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from consumer.store import insert_claims
+from gateway import events, metrics
+from gateway.events import ClaimEvent
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.5
+
+
+def kafka_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer of the claims topic that never commits by itself."""
+    return AIOKafkaConsumer(
+        settings.claims_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.consumer_batch,
+    )
+
+
+class ClaimConsumer:
+    """Persists claims from Kafka; one instance per consumer-group member."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        dead_letters: AIOKafkaProducer,
+        pool: asyncpg.Pool,
+        settings: Settings,
+    ) -> None:
+        self._consumer = consumer
+        self._dead_letters = dead_letters
+        self._pool = pool
+        self._settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; a batch in hand is stored before stopping."""
+        while not stop.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=200, max_records=self._settings.consumer_batch
+            )
+            if batch:
+                await self.handle(batch, stop)
+            await self._observe_lag()
+
+    async def handle(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], stop: asyncio.Event
+    ) -> None:
+        """Store one fetched batch, then commit its offsets."""
+        records = [record for records in batch.values() for record in records]
+        claims = await self._decode(records)
+        if not await self._store(claims, stop):
+            return  # stopping with the batch unstored: it is not committed, so re-read later
+        offsets = {
+            tp: records[-1].offset + 1
+            for tp, records in batch.items()
+            if tp in self._consumer.assignment()
+        }
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            metrics.COMMIT_FAILURES.inc()
+            log.warning("offset commit refused (%s); the batch will be redelivered", exc)
+
+    async def _decode(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ClaimEvent]:
+        claims = []
+        for record in records:
+            try:
+                claims.append(events.decode(record.value or b""))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.error("undecodable claim at %s:%s (%s)", record.partition, record.offset, exc)
+                await self._dead_letter(record)
+        return claims
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        while True:
+            try:
+                await self._dead_letters.send_and_wait(
+                    self._settings.dlq_topic, record.value, key=record.key
+                )
+            except KafkaError as exc:
+                log.warning("dead-letter topic unavailable (%s); retrying", exc)
+                await asyncio.sleep(RETRY_S)
+            else:
+                metrics.DEAD_LETTERS.inc()
+                return
+
+    async def _store(self, claims: list[ClaimEvent], stop: asyncio.Event) -> bool:
+        """Insert in one transaction, retrying while PostgreSQL is unreachable."""
+        if not claims:
+            return True
+        while True:
+            started = time.perf_counter()
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    new = await insert_claims(conn, claims)
+            except (
+                OSError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError,
+            ) as exc:
+                if stop.is_set():
+                    return False
+                log.warning("PostgreSQL unavailable (%s); retrying the batch", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            metrics.DB_COMMIT_SECONDS.observe(time.perf_counter() - started)
+            metrics.PERSIST_BATCH.observe(len(claims))
+            metrics.PERSISTED.inc(new)
+            metrics.DUPLICATES.inc(len(claims) - new)
+            return True
+
+    async def _observe_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked meanwhile
+                continue
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - position, 0))
