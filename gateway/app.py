@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import claim_api, db
 from gateway.admin_api import OPS, admin_app
@@ -43,6 +48,7 @@ def redis_client(settings: Settings) -> Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=True,
+        **_reconnect(),
     )
     return Redis.from_pool(pool)
 
@@ -56,8 +62,19 @@ def claim_redis_client(settings: Settings) -> Redis:
         max_connections=settings.redis_pool_size,
         socket_connect_timeout=settings.redis_timeout_ms / 1000,
         decode_responses=True,
+        **_reconnect(),
     )
     return Redis.from_pool(pool)
+
+
+def _reconnect() -> dict[str, Any]:
+    """Retry a command on a broken connection (after a Redis restart or failover) a few
+    times, reconnecting in between. Safe for claims too: a re-sent batch is idempotent
+    (the requestId bindings and replay records answer what was already decided)."""
+    return {
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:

@@ -34,7 +34,7 @@ class CampaignOps:
 
     def __init__(self, store: CampaignStore, redis: Redis, clock: Clock) -> None:
         self.store = store
-        self._redis = redis
+        self.redis = redis
         self._clock = clock
 
     async def create(self, spec: CampaignSpec) -> Campaign:
@@ -69,7 +69,7 @@ class CampaignOps:
         campaign = await self.store.top_up(campaign_id, stock, budget_cents)
         if campaign.status is not Status.DRAFT:
             keys = keys_of(campaign)
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(keys.config, "stock", stock)
                 if campaign.budget_cents is not None:
                     pipe.hincrby(keys.config, "budget", budget_cents)
@@ -91,7 +91,7 @@ class CampaignOps:
         campaign = await self.store.get(campaign_id)
         keys = keys_of(campaign)
         today_key = keys.daily(day_of(self._clock.now_ms(), campaign.zone).label)
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.counters, "issued", "spent")
             pipe.hmget(keys.config, "stock", "budget", "status")
             pipe.xlen(keys.outbox)
@@ -119,25 +119,25 @@ class CampaignOps:
             )
         campaign = await self.store.set_status(campaign_id, status)
         keys = keys_of(campaign)
-        await self._redis.hset(
+        await self.redis.hset(
             keys.config, mapping={"status": status.value, "version": campaign.version}
         )
         await self._announce(campaign_id)
         return campaign
 
     async def _push(self, campaign: Campaign) -> None:
-        await write_campaign(self._redis, campaign)
+        await write_campaign(self.redis, campaign)
         await self._push_blocklist(campaign)
 
     async def _push_blocklist(self, campaign: Campaign) -> None:
         users, devices = await self.store.blocklist(campaign.id)
         members = [f"u:{u}" for u in users] + [f"d:{d}" for d in devices]
         if members:
-            await self._redis.sadd(keys_of(campaign).blocked, *members)
+            await self.redis.sadd(keys_of(campaign).blocked, *members)
         await self._announce(campaign.id)
 
     async def _announce(self, campaign_id: str) -> None:
-        await self._redis.publish(CAMPAIGN_EVENTS, campaign_id)
+        await self.redis.publish(CAMPAIGN_EVENTS, campaign_id)
 
 
 async def write_campaign(redis: Redis, campaign: Campaign) -> None:

@@ -50,13 +50,13 @@ class CampaignStore:
     """Reads and writes campaigns in one PostgreSQL database."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self.pool = pool
 
     async def create(self, spec: CampaignSpec) -> Campaign:
         """Store a new draft campaign."""
         placeholders = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
         try:
-            row = await self._pool.fetchrow(
+            row = await self.pool.fetchrow(
                 f"INSERT INTO campaigns ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
                 " RETURNING *",
                 *_row_values(spec),
@@ -68,19 +68,19 @@ class CampaignStore:
 
     async def get(self, campaign_id: str) -> Campaign:
         """The campaign with ``campaign_id``; ``CampaignNotFound`` if there is none."""
-        row = await self._pool.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+        row = await self.pool.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
         if row is None:
             raise CampaignNotFound(campaign_id)
         return _from_row(row)
 
     async def all(self) -> list[Campaign]:
         """Every campaign, newest first."""
-        rows = await self._pool.fetch("SELECT * FROM campaigns ORDER BY created_at DESC, id")
+        rows = await self.pool.fetch("SELECT * FROM campaigns ORDER BY created_at DESC, id")
         return [_from_row(row) for row in rows]
 
     async def update(self, campaign_id: str, changes: dict[str, Any]) -> Campaign:
         """Apply ``changes`` (camelCase fields) to a campaign, validating the result."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT * FROM campaigns WHERE id = $1 FOR UPDATE", campaign_id
             )
@@ -131,7 +131,7 @@ class CampaignStore:
         rows = [(campaign_id, "user", u) for u in users] + [
             (campaign_id, "device", d) for d in devices
         ]
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             await conn.executemany(
                 "INSERT INTO campaign_blocklist (campaign_id, kind, value) VALUES ($1, $2, $3)"
                 " ON CONFLICT DO NOTHING",
@@ -140,7 +140,7 @@ class CampaignStore:
 
     async def blocklist(self, campaign_id: str) -> tuple[list[str], list[str]]:
         """The blocked users and devices of a campaign."""
-        rows = await self._pool.fetch(
+        rows = await self.pool.fetch(
             "SELECT kind, value FROM campaign_blocklist WHERE campaign_id = $1 ORDER BY value",
             campaign_id,
         )
@@ -149,7 +149,7 @@ class CampaignStore:
         return users, devices
 
     async def _returning(self, sql: str, *args: Any) -> Campaign:
-        row = await self._pool.fetchrow(sql, *args)
+        row = await self.pool.fetchrow(sql, *args)
         if row is None:
             raise CampaignNotFound(str(args[0]))
         return _from_row(row)

@@ -4,6 +4,8 @@
     flashclaim serve                     the gateway, FLASHCLAIM_WORKERS processes
     flashclaim relay                     move accepted claims from the outboxes to Kafka
     flashclaim consumer                  persist claims from Kafka into PostgreSQL
+    flashclaim reconcile                 Redis vs outbox vs Kafka vs PostgreSQL (exit 1: drift)
+    flashclaim recover [ID ...]          rebuild Redis state from PostgreSQL + outbox
     flashclaim migrate                   create the database if needed, apply migrations
     flashclaim campaign create FILE      store a campaign (JSON spec; - for stdin)
     flashclaim campaign update ID FILE   change fields of a campaign
@@ -29,6 +31,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from gateway.campaign_store import CampaignStore
 from gateway.settings import ConfigError, Settings
 
 
@@ -76,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
 
     consumer = commands.add_parser("consumer", help="persist claims from Kafka to PostgreSQL")
     consumer.set_defaults(run=_consumer)
+
+    reconcile = commands.add_parser("reconcile", help="compare Redis, outbox, Kafka, PostgreSQL")
+    reconcile.add_argument("--textfile", help="also write the figures as Prometheus text here")
+    reconcile.add_argument("--no-kafka", action="store_true", help="skip the Kafka lag")
+    reconcile.set_defaults(run=_sync(_reconcile))
+
+    recover = commands.add_parser("recover", help="rebuild campaigns' Redis state after loss")
+    recover.add_argument("ids", nargs="*", metavar="ID", help="campaign ids (default: all live)")
+    recover.set_defaults(run=_sync(_recover))
 
     worker = commands.add_parser("worker", help="run one gateway worker (serve starts these)")
     worker.set_defaults(run=_worker)
@@ -243,6 +255,39 @@ async def _with_ops(settings: Settings, work: Callable[[Any], Awaitable[object]]
     sys.stdout.write(orjson.dumps(msgspec.to_builtins(result), option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
     return 0
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway import db, reconcile
+    from gateway.app import redis_client
+
+    pool = await db.create_pool(settings.database_url, max_size=2)
+    redis = redis_client(settings)
+    try:
+        reports = await reconcile.reconcile(pool, redis, await CampaignStore(pool).all())
+        lag = None if args.no_kafka else await reconcile.kafka_lag(settings)
+    finally:
+        await pool.close()
+        await redis.aclose()
+    print(reconcile.render(reports, lag))
+    if args.textfile:
+        reconcile.write_textfile(args.textfile, reports, lag)
+    return 1 if any(r.alarm for r in reports) else 0
+
+
+async def _recover(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.campaign import Status
+    from gateway.clock import SystemClock
+    from gateway.recover import recover
+
+    async def run(ops: Any) -> list[object]:
+        ids = args.ids or [c.id for c in await ops.store.all() if c.status is not Status.DRAFT]
+        return [
+            await recover(ops, ops.store.pool, ops.redis, SystemClock(), settings, cid)
+            for cid in ids
+        ]
+
+    return await _with_ops(settings, run)
 
 
 def _read(path: str) -> bytes:

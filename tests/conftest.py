@@ -20,7 +20,7 @@ from gateway.campaign_store import CampaignStore
 from gateway.clock import ManualClock
 from gateway.settings import Settings
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
-from tests.services import RedisServer, drop_database, scratch_database
+from tests.services import KafkaBroker, RedisServer, drop_database, scratch_database
 
 #: The PostgreSQL server tests make their scratch databases on.
 POSTGRES_URL = os.environ.get(
@@ -40,6 +40,32 @@ async def database_url() -> AsyncIterator[str]:
     url = await scratch_database(POSTGRES_URL)
     yield url
     await drop_database(POSTGRES_URL, url)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[KafkaBroker]:
+    """A Kafka-protocol broker (tansu, in memory), started on first use."""
+    broker = KafkaBroker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def kafka_overrides(broker: KafkaBroker, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings of a test's own topics and consumer group on the session's broker."""
+    name = request.node.name[:40].replace("[", "-").replace("]", "")
+    return {
+        "kafka_bootstrap": broker.bootstrap,
+        "relay_reclaim_ms": 500,
+        "claims_topic": f"claims-{name}",
+        "dlq_topic": f"dlq-{name}",
+        "consumer_group": f"persist-{name}",
+    }
+
+
+@pytest.fixture
+def kafka_settings(settings: Settings, kafka_overrides: dict[str, Any]) -> Settings:
+    return msgspec.structs.replace(settings, **kafka_overrides)
 
 
 @pytest.fixture
@@ -76,7 +102,7 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    await pool.execute("TRUNCATE campaigns CASCADE")
+    await pool.execute("TRUNCATE campaigns, coupons CASCADE")
     yield pool
     await pool.close()
 

@@ -1,0 +1,250 @@
+"""Faults along the hand-off: nothing accepted is lost, nothing is stored twice.
+
+Every test ends with the same check: once the pipeline drains, PostgreSQL holds exactly
+one row per coupon Redis issued, every coupon a client was told about is among them, and
+no campaign issued more than its stock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+from typing import Any
+
+import msgspec
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import REGISTRY
+
+from consumer.worker import ClaimConsumer
+from gateway.app import redis_client
+from gateway.campaign import Campaign
+from gateway.campaign_ops import CampaignOps, keys_of
+from gateway.campaign_store import CampaignStore
+from gateway.clock import ManualClock
+from gateway.reconcile import reconcile_campaign
+from gateway.recover import recover
+from gateway.relay import Relay
+from tests.helpers import T0_MS, claim, published
+from tests.pipeline import rows_of, running_consumer, running_relay, wait_until
+from tests.services import RedisServer
+
+
+async def claims_from(
+    client: Any, campaign: Campaign, users: range, click: str = "click"
+) -> set[str]:
+    """Claim once per user, concurrently, retrying 503s with the same requestId as pages
+    do; the coupon ids clients were told about."""
+
+    async def one(n: int) -> tuple[int, dict[str, Any]]:
+        for _ in range(20):
+            status, data = await claim(
+                client, f"user-{n}", campaign.id, device=f"dev-{n}", request_id=f"{click}-{n:06d}"
+            )
+            if status != 503:
+                return status, data
+            await asyncio.sleep(0.1)
+        return status, data
+
+    answers = await asyncio.gather(*(one(n) for n in users))
+    return {data["couponId"] for status, data in answers if status == 200}
+
+
+async def drained(redis: Any, pool: Any, campaign: Campaign) -> list[str]:
+    """Wait until the outbox is empty and every issued coupon has its row."""
+    keys = keys_of(campaign)
+
+    async def done() -> bool:
+        issued = int(await redis.hget(keys.counters, "issued") or 0)
+        return (
+            await redis.xlen(keys.outbox) == 0 and len(await rows_of(pool, campaign.id)) >= issued
+        )
+
+    await wait_until(done, within_s=60)
+    return await rows_of(pool, campaign.id)
+
+
+async def assert_exactly_once(redis: Any, pool: Any, campaign: Campaign, told: set[str]) -> None:
+    rows = await drained(redis, pool, campaign)
+    issued = int(await redis.hget(keys_of(campaign).counters, "issued"))
+    assert len(rows) == len(set(rows)) == issued, "a row is missing or doubled"
+    assert told <= set(rows), "a client was told of a coupon that was never stored"
+    assert issued <= campaign.stock
+    report = await reconcile_campaign(pool, redis, campaign)
+    assert not report.alarm, report
+
+
+class CrashAfterProduce(Relay):
+    """A relay that dies after Kafka acknowledged its batch, before XACK."""
+
+    async def _produce(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        await super()._produce(entries)
+        raise RuntimeError("relay killed between produce and XACK")
+
+
+async def test_relay_killed_between_produce_and_ack(
+    client, ops, redis, pool, clock, kafka_settings, database_url
+):
+    clock.set(T0_MS + 1000)
+    campaign = await published(ops, stock=80)
+    told = await claims_from(client, campaign, range(100))
+    assert len(told) == 80
+    await running_relay_once_and_crash(kafka_settings, redis)
+    pending = await redis.xpending(keys_of(campaign).outbox, "relay")
+    assert pending["pending"] == 80, "the crashed relay's entries must stay pending"
+    duplicates_before = duplicates()
+    async with (
+        running_consumer(kafka_settings, database_url),
+        running_relay(kafka_settings, redis, name="relay-2"),
+    ):
+        await assert_exactly_once(redis, pool, campaign, told)
+
+        async def second_copies_absorbed() -> bool:  # Kafka had each entry twice
+            return duplicates() - duplicates_before == 80
+
+        await wait_until(second_copies_absorbed)
+    assert len(await rows_of(pool, campaign.id)) == 80
+
+
+def duplicates() -> float:
+    return REGISTRY.get_sample_value("flashclaim_persist_duplicates_total") or 0.0
+
+
+async def running_relay_once_and_crash(settings: Any, redis: Any) -> None:
+    from gateway import kafka
+
+    await kafka.ensure_topics(settings)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            await CrashAfterProduce(redis, producer, settings, "relay-1").relay_once()
+    finally:
+        await producer.stop()
+
+
+class CrashBeforeCommit(ClaimConsumer):
+    """A consumer that stores its first batch and dies before committing the offsets."""
+
+    crashed = False
+
+    async def handle(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], stop: Any
+    ) -> None:
+        if CrashBeforeCommit.crashed:
+            return await super().handle(batch, stop)
+        records = [r for rs in batch.values() for r in rs]
+        await self._store(await self._decode(records), stop)
+        CrashBeforeCommit.crashed = True
+        raise RuntimeError("consumer killed mid-batch")
+
+
+async def test_consumer_killed_mid_batch_and_another_takes_over(
+    client, ops, redis, pool, clock, kafka_settings, database_url
+):
+    clock.set(T0_MS + 1000)
+    campaign = await published(ops, stock=60)
+    told = await claims_from(client, campaign, range(60))
+    async with running_relay(kafka_settings, redis):
+        async with running_consumer(kafka_settings, database_url, CrashBeforeCommit):
+            await wait_until(lambda: _crashed())
+        assert len(await rows_of(pool, campaign.id)) > 0
+        async with running_consumer(kafka_settings, database_url):
+            await assert_exactly_once(redis, pool, campaign, told)
+
+
+async def _crashed() -> bool:
+    return CrashBeforeCommit.crashed
+
+
+async def test_broker_paused_then_resumed(
+    client, ops, redis, pool, clock, broker, kafka_settings, database_url
+):
+    clock.set(T0_MS + 1000)
+    campaign = await published(ops, stock=200)
+    told = await claims_from(client, campaign, range(50))
+    async with running_consumer(kafka_settings, database_url), running_relay(kafka_settings, redis):
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        try:
+            told |= await claims_from(client, campaign, range(50, 150))  # Kafka is frozen
+            assert len(told) == 150, "claims must not depend on Kafka"
+            await asyncio.sleep(1.0)
+        finally:
+            broker.process.send_signal(signal.SIGCONT)
+        told |= await claims_from(client, campaign, range(150, 200))
+        await assert_exactly_once(redis, pool, campaign, told)
+
+
+@pytest.fixture
+async def own_redis(tmp_path, settings, pool, clock):
+    """A Redis with an AOF (appendfsync always) that a test may kill and restart."""
+    server = RedisServer(tmp_path / "redis", aof=True)
+    server.data_dir.mkdir()
+    server.start()
+    own = msgspec.structs.replace(settings, redis_url=server.url)
+    client = redis_client(own)
+    ops = CampaignOps(CampaignStore(pool), client, clock)
+    yield server, own, client, ops
+    await client.aclose()
+    server.stop()
+
+
+def kill(server: RedisServer) -> None:
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    server.process = None
+
+
+async def test_redis_restarted_from_its_aof(
+    own_redis, make_client, pool, clock, kafka_overrides, database_url
+):
+    server, own, redis, ops = own_redis
+    clock.set(T0_MS + 1000)
+    client = await make_client(redis_url=server.url)
+    campaign = await published(ops, stock=100, perUserLimit=1)
+    told = await claims_from(client, campaign, range(60))
+    kill(server)
+    server.start()
+    told |= await claims_from(client, campaign, range(60, 130))  # 40 more fit, and no more
+    assert len(told) == 100
+    settings = msgspec.structs.replace(own, **kafka_overrides)
+    async with running_consumer(settings, database_url), running_relay(settings, redis):
+        await assert_exactly_once(redis, pool, campaign, told)
+
+
+async def test_redis_restored_from_an_older_aof_then_recovered(
+    own_redis, make_client, pool, clock, kafka_overrides, database_url, tmp_path
+):
+    server, own, redis, ops = own_redis
+    settings = msgspec.structs.replace(own, **kafka_overrides)
+    clock.set(T0_MS + 1000)
+    client = await make_client(redis_url=server.url)
+    campaign = await published(ops, stock=100, perUserLimit=1, perDeviceLimit=1)
+    first = await claims_from(client, campaign, range(40))
+    async with running_consumer(settings, database_url), running_relay(settings, redis):
+        await drained(redis, pool, campaign)
+        shutil.copytree(server.data_dir, tmp_path / "older")  # the lagging copy
+        second = await claims_from(client, campaign, range(40, 80))
+        await drained(redis, pool, campaign)
+    kill(server)
+    shutil.rmtree(server.data_dir)
+    shutil.copytree(tmp_path / "older", server.data_dir)
+    server.start()
+    assert int(await redis.hget(keys_of(campaign).counters, "issued")) == 40  # rewound
+
+    result = await recover(ops, pool, redis, ManualClock(clock.now_ms()), settings, campaign.id)
+    assert (result.issued, result.persisted) == (80, 80)
+    assert await redis.hget(keys_of(campaign).config, "status") == "active"
+
+    replayed = await claims_from(client, campaign, range(40, 80))  # retries of lost answers
+    assert replayed == second, "a retry after the restore must get the same coupon"
+    again = await claims_from(client, campaign, range(40, 80), click="again")
+    assert again == set(), "a user got a second coupon after the restore"
+    late = await claims_from(client, campaign, range(80, 200))
+    assert len(late) == 20, "more than the stock was issued"
+    async with running_consumer(settings, database_url), running_relay(settings, redis):
+        await assert_exactly_once(redis, pool, campaign, first | second | late)
