@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sys
 from typing import Any
 
 import msgspec
@@ -248,3 +249,77 @@ async def test_redis_restored_from_an_older_aof_then_recovered(
     assert len(late) == 20, "more than the stock was issued"
     async with running_consumer(settings, database_url), running_relay(settings, redis):
         await assert_exactly_once(redis, pool, campaign, first | second | late)
+
+
+async def test_gateway_killed_with_sigkill_under_load(
+    redis_server, database_url, redis, pool, kafka_settings, tmp_path
+):
+    """Workers (each with its relay) are SIGKILLed mid-herd; a fresh relay drains the rest."""
+    from datetime import UTC, datetime, timedelta
+
+    import aiohttp
+
+    from gateway.clock import SystemClock
+    from tests.helpers import ADMIN_TOKEN, JWT_SECRET, auth, published
+    from tests.services import free_port, wait_for_port
+
+    ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
+    now = datetime.now(UTC)
+    campaign = await published(
+        ops,
+        stock=2000,
+        startsAt=(now - timedelta(minutes=1)).isoformat(),
+        endsAt=(now + timedelta(days=1)).isoformat(),
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLASHCLAIM_REDIS_URL": redis_server.url,
+        "FLASHCLAIM_DATABASE_URL": database_url,
+        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
+        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
+        "FLASHCLAIM_PORT": str(port),
+        "FLASHCLAIM_WORKERS": "2",
+        "FLASHCLAIM_METRICS_DIR": str(tmp_path / "metrics"),
+        "FLASHCLAIM_USER_RATE": "0",
+        "FLASHCLAIM_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "FLASHCLAIM_CLAIMS_TOPIC": kafka_settings.claims_topic,
+    }
+    from gateway import kafka
+
+    await kafka.ensure_topics(kafka_settings)
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", env=env, start_new_session=True
+    )
+    await asyncio.to_thread(wait_for_port, port, 20)
+    told: set[str] = set()
+    unanswered = 0
+
+    async def herd(session: aiohttp.ClientSession, n: int) -> None:
+        nonlocal unanswered
+        try:
+            async with session.post(
+                f"http://127.0.0.1:{port}/api/coupon/issue",
+                headers=auth(f"user-{n}"),
+                json={
+                    "campaignId": campaign.id,
+                    "requestId": f"click-{n:06d}",
+                    "deviceId": f"dev-{n}",
+                    "channel": "seckill",
+                },
+            ) as response:
+                if response.status == 200:
+                    told.add((await response.json())["couponId"])
+        except aiohttp.ClientError:
+            unanswered += 1
+
+    async with aiohttp.ClientSession() as session:
+        load = [asyncio.create_task(herd(session, n)) for n in range(3000)]
+        await asyncio.sleep(0.5)
+        os.killpg(gateway.pid, signal.SIGKILL)  # supervisor and workers, mid-herd
+        await asyncio.gather(*load)
+    await gateway.wait()
+    assert told, "the herd should have won some coupons before the kill"
+    assert unanswered, "the kill should have cut some claims off mid-flight"
+    async with running_consumer(kafka_settings, database_url), running_relay(kafka_settings, redis):
+        await assert_exactly_once(redis, pool, campaign, told)
