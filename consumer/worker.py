@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 
 RETRY_S = 0.5
 
+#: PostgreSQL is down, restarting or unreachable: keep the batch and try again.
+UNREACHABLE = (
+    OSError,
+    asyncpg.InterfaceError,  # includes a connection closed under us
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+)
+
 
 def kafka_consumer(settings: Settings) -> AIOKafkaConsumer:
     """A consumer of the claims topic that never commits by itself."""
@@ -117,12 +125,7 @@ class ClaimConsumer:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     new = await insert_claims(conn, claims)
-            except (
-                OSError,
-                asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError,
-                asyncpg.CannotConnectNowError,
-            ) as exc:
+            except UNREACHABLE as exc:
                 if stop.is_set():
                     return False
                 log.warning("PostgreSQL unavailable (%s); retrying the batch", exc)

@@ -7,6 +7,7 @@ each session works in a database of its own on the local PostgreSQL server.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -193,3 +194,43 @@ class KafkaBroker:
                 time.sleep(0.1)
             except OSError:
                 return
+
+
+class PostgresServer:
+    """A PostgreSQL server of the test's own, to stop and start (the system's binaries,
+    run as the ``postgres`` user when the tests run as root, as initdb demands)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not found:
+            raise RuntimeError("PostgreSQL server binaries are missing: apt-get install postgresql")
+        self._bin = found[-1].parent
+        self.port = port or free_port()
+        self.data_dir = data_dir
+
+    @property
+    def url(self) -> str:
+        """Connection URL of the ``postgres`` database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self._bin / tool), *args]
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir.parent, "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def init(self) -> PostgresServer:
+        """Create the cluster."""
+        self._run("initdb", "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self
+
+    def start(self) -> PostgresServer:
+        """Start the server and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut off)."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")

@@ -8,12 +8,14 @@ no campaign issued more than its stock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import sys
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -323,3 +325,47 @@ async def test_gateway_killed_with_sigkill_under_load(
     assert unanswered, "the kill should have cut some claims off mid-flight"
     async with running_consumer(kafka_settings, database_url), running_relay(kafka_settings, redis):
         await assert_exactly_once(redis, pool, campaign, told)
+
+
+@pytest.fixture
+async def own_postgres():
+    """A PostgreSQL of the test's own, migrated, which the test may stop and start."""
+    import tempfile
+    from pathlib import Path
+
+    from gateway import db
+    from tests.services import PostgresServer
+
+    home = Path(tempfile.mkdtemp(prefix="flashclaim-pg-"))  # outside root-only pytest dirs
+    server = PostgresServer(home / "data")
+    server.init().start()
+    conn = await asyncpg.connect(server.url)
+    await db.migrate(conn)
+    await conn.close()
+    yield server
+    with contextlib.suppress(Exception):
+        server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_postgres_stopped_and_restarted(
+    client, ops, redis, clock, kafka_settings, own_postgres
+):
+    clock.set(T0_MS + 1000)
+    campaign = await published(ops, stock=300)
+    told = await claims_from(client, campaign, range(100))
+    record = await asyncpg.create_pool(own_postgres.url, min_size=1, max_size=2)
+    try:
+        async with (
+            running_consumer(kafka_settings, own_postgres.url),
+            running_relay(kafka_settings, redis),
+        ):
+            await drained(redis, record, campaign)
+            await asyncio.to_thread(own_postgres.stop)
+            told |= await claims_from(client, campaign, range(100, 250))  # the gate stays open
+            await asyncio.sleep(1.5)  # the consumer retries its batch meanwhile
+            await asyncio.to_thread(own_postgres.start)
+            await assert_exactly_once(redis, record, campaign, told)
+    finally:
+        await record.close()
+    assert len(told) == 250
