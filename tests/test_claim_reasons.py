@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from gateway.app import SUBSCRIBED
+from gateway.campaign_ops import keys_of
 from gateway.keys import CAMPAIGN_INDEX
 from tests.helpers import DAY_MS, T0_MS, auth, body, claim, published, snapshot
 from tests.services import free_port
@@ -185,7 +186,7 @@ async def test_replay_returns_the_same_coupon_and_counts_once(client, ops, redis
     assert first.status == again.status == 200
     assert await first.json() == await again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert await redis.hget(f"fc:{{c:{campaign.id}}}:c:{campaign.id}:counters", "issued") == "1"
+    assert await redis.hget(keys_of(campaign).counters, "issued") == "1"
 
 
 @pytest.mark.usefixtures("opened")
@@ -236,7 +237,7 @@ async def test_unavailable_when_redis_is_down(make_client, ops):
 @pytest.mark.usefixtures("opened")
 async def test_unavailable_while_recovering(client, ops, redis):
     campaign = await published(ops)
-    await redis.hset(f"fc:{{c:{campaign.id}}}:c:{campaign.id}:cfg", "status", "recovering")
+    await redis.hset(keys_of(campaign).config, "status", "recovering")
     await refused(client, redis, campaign, "u1", "UNAVAILABLE", status=503)
 
 

@@ -10,6 +10,7 @@ import sys
 import jwt
 import pytest
 
+from gateway.keys import CampaignKeys
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, spec
 
 
@@ -77,3 +78,21 @@ def test_missing_secret_is_a_clear_error(run, monkeypatch):
     )
     assert result.returncode == 2
     assert "FLASHCLAIM_JWT_SECRET must be set" in result.stderr
+
+
+def test_reconcile_reports_and_flags_drift(run, tmp_path, redis_server):
+    import redis as sync_redis
+
+    assert run("campaign", "create", "-", stdin=json.dumps(spec(id="rec-1"))).returncode == 0
+    assert run("campaign", "publish", "rec-1").returncode == 0
+    clean = run("reconcile", "--no-kafka", "--textfile", str(tmp_path / "r.prom"))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "rec-1" in clean.stdout
+    assert 'flashclaim_reconcile_alarm{campaign="rec-1"} 0.0' in (tmp_path / "r.prom").read_text()
+    # Redis claims 5 coupons that neither PostgreSQL nor the outbox knows: drift.
+    sync_redis.Redis.from_url(redis_server.url).hset(
+        CampaignKeys("rec-1", "").counters, "issued", 5
+    )
+    drifted = run("reconcile", "--no-kafka")
+    assert drifted.returncode == 1
+    assert "DRIFT" in drifted.stdout
