@@ -31,10 +31,11 @@ test: lint types ## lint, types, then the whole suite against real Redis and Pos
 run: install ## Redis (if none runs) + migrations + a demo campaign + the gateway
 	$(BIN)/flashclaim up
 
-bench: install ## claim throughput vs an aiohttp hello-world, measured with wrk
+bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
+	$(BIN)/python -m bench.e2e_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out
