@@ -369,3 +369,37 @@ async def test_postgres_stopped_and_restarted(
     finally:
         await record.close()
     assert len(told) == 250
+
+
+async def test_broker_killed_and_restarted(
+    client, ops, redis, pool, clock, kafka_settings, database_url
+):
+    """Kafka dies hard while claims go on; the outbox holds them until it is back.
+
+    The test broker keeps its log in memory, so the claims it already delivered are
+    persisted before the kill; a real Kafka keeps its log across restarts.
+    """
+    from gateway import kafka
+    from tests.services import KafkaBroker
+
+    broker = KafkaBroker().start()  # its own, as this test kills it
+    settings = msgspec.structs.replace(kafka_settings, kafka_bootstrap=broker.bootstrap)
+    clock.set(T0_MS + 1000)
+    campaign = await published(ops, stock=300)
+    try:
+        async with running_consumer(settings, database_url), running_relay(settings, redis):
+            told = await claims_from(client, campaign, range(100))
+            await drained(redis, pool, campaign)
+            assert broker.process is not None
+            broker.process.kill()
+            broker.process.wait()
+            told |= await claims_from(client, campaign, range(100, 200))
+            await asyncio.sleep(1.0)
+            assert await redis.xlen(keys_of(campaign).outbox) >= 100, "the outbox must hold them"
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.start)
+            await kafka.ensure_topics(settings)
+            await assert_exactly_once(redis, pool, campaign, told)
+    finally:
+        broker.stop()
+    assert len(told) == 200
