@@ -29,6 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from gateway import db
 from gateway.app import redis_client
@@ -37,7 +40,7 @@ from gateway.campaign import decode_spec
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignStore
 from gateway.clock import SystemClock
-from gateway.settings import Settings
+from gateway.settings import Settings, to_env
 from tests.services import RedisServer, drop_database, free_port, scratch_database, wait_for_port
 
 POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
@@ -209,19 +212,7 @@ def bench_gateway(settings: Settings, work: Path) -> list[Run]:
     accepting = asyncio.run(publish(settings, stock=100_000_000))
     sold_out = asyncio.run(publish(settings, stock=1))
     port = free_port()
-    env = {
-        **os.environ,
-        "FLASHCLAIM_REDIS_URL": settings.redis_url,
-        "FLASHCLAIM_DATABASE_URL": settings.database_url,
-        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
-        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
-        "FLASHCLAIM_PORT": str(port),
-        "FLASHCLAIM_USER_RATE": "0",
-        "FLASHCLAIM_DEVICE_RATE": "0",
-        "FLASHCLAIM_IP_RATE": "0",
-        "FLASHCLAIM_OUTBOX_MAX_LEN": "100000000",
-        "FLASHCLAIM_LOG_LEVEL": "WARNING",
-    }
+    env = gateway_env(settings, port)
     gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
     runs = []
     try:
@@ -238,6 +229,21 @@ def bench_gateway(settings: Settings, work: Path) -> list[Run]:
     finally:
         stop(gateway)
     return [run for run in runs if run.name != "warm-up"]
+
+
+def gateway_env(settings: Settings, port: int, **overrides: Any) -> dict[str, str]:
+    """The environment of a gateway (or consumer) process under benchmark: no rate caps."""
+    bench = msgspec.structs.replace(
+        settings,
+        port=port,
+        user_rate=0,
+        device_rate=0,
+        ip_rate=0,
+        outbox_max_len=100_000_000,
+        log_level="WARNING",
+        **overrides,
+    )
+    return {**os.environ, **to_env(bench)}
 
 
 def report(runs: list[Run]) -> None:

@@ -31,6 +31,7 @@ from bench.claim_bench import (
     JWT_SECRET,
     OUT,
     POSTGRES_URL,
+    gateway_env,
     publish,
     run_wrk,
     start_server,
@@ -145,22 +146,7 @@ def end_to_end(settings: Settings, work: Path) -> tuple[float, int, float]:
     """(rows/s from first request to last row, rows, claims/s answered by the gateway)."""
     campaign_id = asyncio.run(publish(settings, stock=100_000_000))
     port = free_port()
-    env = {
-        **os.environ,
-        "FLASHCLAIM_REDIS_URL": settings.redis_url,
-        "FLASHCLAIM_DATABASE_URL": settings.database_url,
-        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
-        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
-        "FLASHCLAIM_PORT": str(port),
-        "FLASHCLAIM_USER_RATE": "0",
-        "FLASHCLAIM_DEVICE_RATE": "0",
-        "FLASHCLAIM_IP_RATE": "0",
-        "FLASHCLAIM_OUTBOX_MAX_LEN": "100000000",
-        "FLASHCLAIM_LOG_LEVEL": "WARNING",
-        "FLASHCLAIM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "FLASHCLAIM_CLAIMS_TOPIC": "e2e.claims",
-        "FLASHCLAIM_CONSUMER_GROUP": "e2e",
-    }
+    env = gateway_env(settings, port, claims_topic="e2e.claims", consumer_group="e2e")
     consumer = subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=env)
     gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
     try:

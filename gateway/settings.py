@@ -96,6 +96,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ConfigError(_explain(exc)) from None
 
 
+def to_env(settings: Settings) -> dict[str, str]:
+    """The ``FLASHCLAIM_*`` variables that recreate ``settings`` in a child process."""
+    return {
+        f"{ENV_PREFIX}{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in msgspec.structs.asdict(settings).items()
+    }
+
+
 def _explain(exc: msgspec.ValidationError) -> str:
     """Name the environment variable behind a msgspec validation message."""
     message = str(exc)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from gateway.auth import mint
 from gateway.campaign import Campaign, decode_spec
 from gateway.campaign_ops import CampaignOps, keys_of
+from gateway.settings import Settings, to_env
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -103,3 +106,8 @@ async def snapshot(redis: Redis, campaign: Campaign) -> dict[str, Any]:
         elif kind == "set":
             state[key] = await redis.smembers(key)
     return state
+
+
+def child_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment of a flashclaim child process running with ``settings``."""
+    return {**os.environ, **to_env(msgspec.structs.replace(settings, **overrides))}

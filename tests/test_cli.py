@@ -11,18 +11,12 @@ import jwt
 import pytest
 
 from gateway.keys import CampaignKeys
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, spec
+from tests.helpers import JWT_SECRET, child_env, spec
 
 
 @pytest.fixture
-def run(redis_server, database_url, pool, redis):
-    env = {
-        **os.environ,
-        "FLASHCLAIM_REDIS_URL": redis_server.url,
-        "FLASHCLAIM_DATABASE_URL": database_url,
-        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
-        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
+def run(settings, pool, redis):
+    env = child_env(settings)
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -262,7 +262,7 @@ async def test_gateway_killed_with_sigkill_under_load(
     import aiohttp
 
     from gateway.clock import SystemClock
-    from tests.helpers import ADMIN_TOKEN, JWT_SECRET, auth, published
+    from tests.helpers import auth, child_env, published
     from tests.services import free_port, wait_for_port
 
     ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
@@ -274,19 +274,13 @@ async def test_gateway_killed_with_sigkill_under_load(
         endsAt=(now + timedelta(days=1)).isoformat(),
     )
     port = free_port()
-    env = {
-        **os.environ,
-        "FLASHCLAIM_REDIS_URL": redis_server.url,
-        "FLASHCLAIM_DATABASE_URL": database_url,
-        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
-        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
-        "FLASHCLAIM_PORT": str(port),
-        "FLASHCLAIM_WORKERS": "2",
-        "FLASHCLAIM_METRICS_DIR": str(tmp_path / "metrics"),
-        "FLASHCLAIM_USER_RATE": "0",
-        "FLASHCLAIM_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
-        "FLASHCLAIM_CLAIMS_TOPIC": kafka_settings.claims_topic,
-    }
+    env = child_env(
+        kafka_settings,
+        port=port,
+        workers=2,
+        metrics_dir=str(tmp_path / "metrics"),
+        relay_in_gateway=True,
+    )
     from gateway import kafka
 
     await kafka.ensure_topics(kafka_settings)

@@ -16,24 +16,14 @@ import pytest
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignStore
 from gateway.clock import SystemClock
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, auth, published
+from tests.helpers import auth, child_env, published
 from tests.services import free_port, wait_for_port
 
 
 @pytest.fixture
-def gateway(redis_server, database_url, tmp_path: Path):
+def gateway(settings, tmp_path: Path):
     port = free_port()
-    env = {
-        **os.environ,
-        "FLASHCLAIM_REDIS_URL": redis_server.url,
-        "FLASHCLAIM_DATABASE_URL": database_url,
-        "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
-        "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
-        "FLASHCLAIM_PORT": str(port),
-        "FLASHCLAIM_WORKERS": "2",
-        "FLASHCLAIM_METRICS_DIR": str(tmp_path / "metrics"),
-        "FLASHCLAIM_USER_RATE": "0",
-    }
+    env = child_env(settings, port=port, workers=2, metrics_dir=str(tmp_path / "metrics"))
     process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
     try:
         wait_for_port(port, timeout=20)
