@@ -30,6 +30,7 @@ from gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 GROUP = "relay"
+MAX_IDLE_S = 0.25
 Entry = tuple[str, dict[str, str]]
 
 
@@ -51,18 +52,26 @@ class Relay:
         self._groups: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set; on failures wait a moment and go on."""
-        idle = self._settings.relay_idle_ms / 1000
+        """Relay until ``stop`` is set; on failures wait a moment and go on.
+
+        After a pass that moved nothing the relay waits ``relay_idle_ms``, doubling the
+        wait while the outboxes stay empty (up to ``MAX_IDLE_S``), so quiet campaigns
+        cost Redis little and a new claim still leaves within a quarter second.
+        """
+        first_wait = self._settings.relay_idle_ms / 1000
+        wait = first_wait
         while not stop.is_set():
             try:
                 moved = await self.relay_once()
             except (RedisError, KafkaError, OSError) as exc:
                 log.warning("relay pass failed (%s); retrying", exc)
-                moved = 0
-                await asyncio.sleep(max(idle, 0.5))
-            if not moved:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle)
+                moved, wait = 0, max(wait, 0.5)
+            if moved:
+                wait = first_wait
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            wait = min(wait * 2, MAX_IDLE_S)
 
     async def relay_once(self) -> int:
         """One pass over every published campaign's outbox; the number of entries moved."""

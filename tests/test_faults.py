@@ -65,7 +65,15 @@ async def drained(redis: Any, pool: Any, campaign: Campaign) -> list[str]:
             await redis.xlen(keys.outbox) == 0 and len(await rows_of(pool, campaign.id)) >= issued
         )
 
-    await wait_until(done, within_s=60)
+    try:
+        await wait_until(done, within_s=60)
+    except AssertionError:
+        issued = await redis.hget(keys.counters, "issued")
+        pending = await redis.xlen(keys.outbox)
+        stored = len(await rows_of(pool, campaign.id))
+        raise AssertionError(
+            f"not drained: issued {issued}, outbox {pending}, rows {stored}"
+        ) from None
     return await rows_of(pool, campaign.id)
 
 
@@ -368,10 +376,14 @@ async def test_postgres_stopped_and_restarted(
 async def test_broker_killed_and_restarted(
     client, ops, redis, pool, clock, kafka_settings, database_url
 ):
-    """Kafka dies hard while claims go on; the outbox holds them until it is back.
+    """Kafka dies hard while claims go on; the outbox keeps them until it is back.
 
-    The test broker keeps its log in memory, so the claims it already delivered are
-    persisted before the kill; a real Kafka keeps its log across restarts.
+    The test broker keeps everything in memory: a restart forgets topics, offsets and
+    groups, which no durable Kafka does (and a client racing the restart can write into
+    a topic the broker re-creates differently). So the consumer drains before the kill,
+    the relay that failed during the outage is stopped with its batch left pending, the
+    topics are created again, and a fresh relay and consumer finish the job. Clients
+    riding out an unreachable broker are the SIGSTOP test's subject.
     """
     from gateway import kafka
     from tests.services import KafkaBroker
@@ -381,18 +393,23 @@ async def test_broker_killed_and_restarted(
     clock.set(T0_MS + 1000)
     campaign = await published(ops, stock=300)
     try:
-        async with running_consumer(settings, database_url), running_relay(settings, redis):
-            told = await claims_from(client, campaign, range(100))
-            await drained(redis, pool, campaign)
+        async with running_relay(settings, redis):
+            async with running_consumer(settings, database_url):
+                told = await claims_from(client, campaign, range(100))
+                await drained(redis, pool, campaign)
             assert broker.process is not None
             broker.process.kill()
             broker.process.wait()
             told |= await claims_from(client, campaign, range(100, 200))
             await asyncio.sleep(1.0)
-            assert await redis.xlen(keys_of(campaign).outbox) >= 100, "the outbox must hold them"
-            await asyncio.to_thread(broker.stop)
-            await asyncio.to_thread(broker.start)
-            await kafka.ensure_topics(settings)
+            assert await redis.xlen(keys_of(campaign).outbox) == 100, "the outbox holds them"
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.start)
+        await kafka.ensure_topics(settings)
+        async with (
+            running_consumer(settings, database_url),
+            running_relay(settings, redis, name="relay-after"),
+        ):
             await assert_exactly_once(redis, pool, campaign, told)
     finally:
         broker.stop()
