@@ -232,7 +232,8 @@ def bench_gateway(settings: Settings, work: Path) -> list[Run]:
 
 
 def gateway_env(settings: Settings, port: int, **overrides: Any) -> dict[str, str]:
-    """The environment of a gateway (or consumer) process under benchmark: no rate caps."""
+    """The environment of a gateway (or consumer) process under benchmark: no rate caps,
+    and no relay unless asked (the claim path is measured alone; the outbox just grows)."""
     bench = msgspec.structs.replace(
         settings,
         port=port,
@@ -241,7 +242,7 @@ def gateway_env(settings: Settings, port: int, **overrides: Any) -> dict[str, st
         ip_rate=0,
         outbox_max_len=100_000_000,
         log_level="WARNING",
-        **overrides,
+        **{"relay_in_gateway": False, **overrides},
     )
     return {**os.environ, **to_env(bench)}
 

@@ -146,7 +146,9 @@ def end_to_end(settings: Settings, work: Path) -> tuple[float, int, float]:
     """(rows/s from first request to last row, rows, claims/s answered by the gateway)."""
     campaign_id = asyncio.run(publish(settings, stock=100_000_000))
     port = free_port()
-    env = gateway_env(settings, port, claims_topic="e2e.claims", consumer_group="e2e")
+    env = gateway_env(
+        settings, port, claims_topic="e2e.claims", consumer_group="e2e", relay_in_gateway=True
+    )
     consumer = subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=env)
     gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
     try:
