@@ -48,6 +48,8 @@ async def issue(request: web.Request) -> web.Response:
         metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
         outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
     campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id
+    if outcome.replayed:
+        metrics.REPLAYS.labels(campaign).inc()
     return _counted(_answer(outcome), campaign, outcome.reason)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.app import SUBSCRIBED
 from gateway.campaign_ops import keys_of
@@ -186,6 +187,9 @@ async def test_replay_returns_the_same_coupon_and_counts_once(client, ops, redis
     assert first.status == again.status == 200
     assert await first.json() == await again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert (
+        REGISTRY.get_sample_value("flashclaim_claim_replays_total", {"campaign": campaign.id}) == 1
+    )
     assert await redis.hget(keys_of(campaign).counters, "issued") == "1"
 
 
