@@ -1,4 +1,4 @@
-# One image for the gateway and the flashclaim command (relay and consumer come with them).
+# One image for the gateway, the relay, the consumer and the flashclaim command.
 # Build: docker build -t flashclaim .   Run: docker run -e FLASHCLAIM_... flashclaim serve
 
 FROM python:3.11-slim AS build
@@ -6,6 +6,7 @@ WORKDIR /src
 RUN python -m venv /opt/flashclaim
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+COPY consumer ./consumer
 COPY lua ./lua
 COPY migrations ./migrations
 RUN /opt/flashclaim/bin/pip install --no-cache-dir .
