@@ -1,0 +1,28 @@
+"""The image and the wheel carry everything the services need at run time."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from gateway.db import migrations_dir
+from gateway.scripts import lua_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dockerfile_copies_every_packaged_directory():
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    wheel = build["targets"]["wheel"]
+    needed = [*wheel["packages"], *wheel["force-include"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for directory in needed:
+        assert f"COPY {directory} ./{directory}" in dockerfile, directory
+
+
+def test_runtime_files_are_found():
+    assert (lua_dir() / "claim.lua").is_file()
+    assert sorted(p.name for p in migrations_dir().glob("*.sql"))[:2] == [
+        "0001_campaigns.sql",
+        "0002_coupons.sql",
+    ]
