@@ -168,7 +168,7 @@ def main() -> int:
             print(f"bench: {tool} is missing (apt-get install wrk util-linux redis-server)")
             return 1
     work = Path(tempfile.mkdtemp(prefix="flashclaim-bench-"))
-    redis = RedisServer(work, aof=True).start()
+    redis = RedisServer(work, aof=True, fsync="everysec").start()
     database_url = asyncio.run(scratch_database(POSTGRES_URL))
     settings = Settings.from_env(
         {},
@@ -182,11 +182,6 @@ def main() -> int:
     )
     runs: list[Run] = []
     try:
-        subprocess.run(
-            ["redis-cli", "-p", str(redis.port), "CONFIG", "SET", "appendfsync", "everysec"],
-            check=True,
-            capture_output=True,
-        )
         port = free_port()
         hello = start_server(
             [sys.executable, "-m", "bench.hello", str(port)], port, dict(os.environ)

@@ -185,7 +185,7 @@ async def _wait_for_rows(database_url: str, campaign_id: str, at_least: int) -> 
 def main() -> int:
     """Measure and print."""
     work = Path(tempfile.mkdtemp(prefix="flashclaim-e2e-"))
-    redis = RedisServer(work, aof=True).start()
+    redis = RedisServer(work, aof=True, fsync="everysec").start()
     broker = KafkaBroker().start()
     database_url = asyncio.run(scratch_database(POSTGRES_URL))
     settings = Settings.from_env(
@@ -199,11 +199,6 @@ def main() -> int:
         consumer_group="bench",
     )
     try:
-        subprocess.run(
-            ["redis-cli", "-p", str(redis.port), "CONFIG", "SET", "appendfsync", "everysec"],
-            check=True,
-            capture_output=True,
-        )
         claims = sample_events(EVENTS)
         consumed = asyncio.run(consumer_rate(settings, claims))
         copied = asyncio.run(copy_rate(database_url, claims))

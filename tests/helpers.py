@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,15 @@ async def published(ops: CampaignOps, **overrides: Any) -> Campaign:
     """Create and publish a campaign built by ``spec(**overrides)``."""
     campaign = await ops.create(decode_spec(spec(**overrides)))
     return await ops.publish(campaign.id)
+
+
+def open_now() -> dict[str, str]:
+    """Spec fields of a campaign open on the wall clock (for gateways in child processes)."""
+    now = datetime.now(UTC)
+    return {
+        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "endsAt": (now + timedelta(days=1)).isoformat(),
+    }
 
 
 def token(user: str, *, expires_ms: int = T0_MS + 30 * DAY_MS, **claims: Any) -> str:

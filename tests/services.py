@@ -43,7 +43,14 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RedisServer:
     """A redis-server process of the test's own, optionally with an AOF."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, aof: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        aof: bool = False,
+        fsync: str = "always",
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -52,6 +59,7 @@ class RedisServer:
         self.port = port or free_port()
         self.data_dir = data_dir
         self.aof = aof
+        self.fsync = fsync  # "always" for fault tests; benches measure "everysec"
         self._binary = binary
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +85,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.aof else "no",
             "--appendfsync",
-            "always",
+            self.fsync,
             "--maxmemory-policy",
             "noeviction",
             "--loglevel",

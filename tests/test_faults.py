@@ -265,22 +265,15 @@ async def test_gateway_killed_with_sigkill_under_load(
     redis_server, database_url, redis, pool, kafka_settings, tmp_path
 ):
     """Workers (each with its relay) are SIGKILLed mid-herd; a fresh relay drains the rest."""
-    from datetime import UTC, datetime, timedelta
 
     import aiohttp
 
     from gateway.clock import SystemClock
-    from tests.helpers import auth, child_env, published
+    from tests.helpers import auth, child_env, open_now, published
     from tests.services import free_port, wait_for_port
 
     ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
-    now = datetime.now(UTC)
-    campaign = await published(
-        ops,
-        stock=2000,
-        startsAt=(now - timedelta(minutes=1)).isoformat(),
-        endsAt=(now + timedelta(days=1)).isoformat(),
-    )
+    campaign = await published(ops, stock=2000, **open_now())
     port = free_port()
     env = child_env(
         kafka_settings,

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,7 @@ import pytest
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignStore
 from gateway.clock import SystemClock
-from tests.helpers import auth, child_env, published
+from tests.helpers import auth, child_env, open_now, published
 from tests.services import free_port, wait_for_port
 
 
@@ -43,13 +42,7 @@ async def sample(session, base, name):
 async def test_workers_share_the_port_and_sum_their_metrics(gateway, redis, pool):
     _process, base, metrics_dir = gateway
     ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
-    now = datetime.now(UTC)
-    campaign = await published(
-        ops,
-        stock=1000,
-        startsAt=(now - timedelta(minutes=1)).isoformat(),
-        endsAt=(now + timedelta(days=1)).isoformat(),
-    )
+    campaign = await published(ops, stock=1000, **open_now())
     for n in range(1, 41):  # new connections, so the kernel spreads them over both workers
         async with aiohttp.ClientSession() as session:
             response = await session.post(
