@@ -80,8 +80,7 @@ class CampaignOps:
 
     async def block(self, campaign_id: str, users: list[str], devices: list[str]) -> Campaign:
         """Refuse claims from these users and devices (answered BLOCKED)."""
-        await self.store.block(campaign_id, users, devices)
-        campaign = await self.store.get(campaign_id)
+        campaign = await self.store.block(campaign_id, users, devices)
         if campaign.status is not Status.DRAFT:
             await self._push_blocklist(campaign)
         return campaign

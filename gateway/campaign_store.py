@@ -125,9 +125,9 @@ class CampaignStore:
             budget_cents,
         )
 
-    async def block(self, campaign_id: str, users: list[str], devices: list[str]) -> None:
-        """Add users and devices to a campaign's blocklist."""
-        await self.get(campaign_id)
+    async def block(self, campaign_id: str, users: list[str], devices: list[str]) -> Campaign:
+        """Add users and devices to a campaign's blocklist; return the campaign."""
+        campaign = await self.get(campaign_id)
         rows = [(campaign_id, "user", u) for u in users] + [
             (campaign_id, "device", d) for d in devices
         ]
@@ -137,6 +137,7 @@ class CampaignStore:
                 " ON CONFLICT DO NOTHING",
                 rows,
             )
+        return campaign
 
     async def blocklist(self, campaign_id: str) -> tuple[list[str], list[str]]:
         """The blocked users and devices of a campaign."""

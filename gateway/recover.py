@@ -47,8 +47,8 @@ class Recovered:
     stock: int
 
 
-async def known_claims(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) -> list[ClaimEvent]:
-    """Every claim of ``campaign`` in PostgreSQL or still in its outbox, once each."""
+async def stored_claims(pool: asyncpg.Pool, campaign: Campaign) -> dict[str, ClaimEvent]:
+    """The claims of ``campaign`` persisted in PostgreSQL, by coupon id."""
     rows = await pool.fetch(
         "SELECT coupon_id::text, user_id, device_id, request_id, channel, value_cents,"
         " (extract(epoch FROM claimed_at) * 1000)::bigint AS at,"
@@ -56,7 +56,7 @@ async def known_claims(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) -> 
         " FROM coupons WHERE campaign_id = $1",
         campaign.id,
     )
-    claims = {
+    return {
         row["coupon_id"]: ClaimEvent(
             coupon_id=row["coupon_id"],
             campaign_id=campaign.id,
@@ -70,9 +70,6 @@ async def known_claims(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) -> 
         )
         for row in rows
     }
-    for event in await outbox_claims(redis, campaign):
-        claims.setdefault(event.coupon_id, event)
-    return list(claims.values())
 
 
 async def outbox_claims(redis: Redis, campaign: Campaign) -> list[ClaimEvent]:
@@ -96,14 +93,13 @@ async def recover(
     keys = keys_of(campaign)
     await redis.hset(keys.config, "status", Status.RECOVERING.value)
     await redis.publish(CAMPAIGN_EVENTS, campaign.id)
-    claims = await known_claims(pool, redis, campaign)
-    persisted = await pool.fetchval(
-        "SELECT count(*) FROM coupons WHERE campaign_id = $1", campaign.id
-    )
+    stored = await stored_claims(pool, campaign)
+    waiting = [c for c in await outbox_claims(redis, campaign) if c.coupon_id not in stored]
+    claims = [*stored.values(), *waiting]
     await _rewrite(redis, campaign, claims, clock.now_ms(), settings.replay_ttl_s)
     await ops.publish(campaign.id)  # config from the record, status as recorded, announced
     stock = int(await redis.hget(keys.config, "stock") or 0)
-    return Recovered(campaign.id, int(persisted), len(claims) - int(persisted), len(claims), stock)
+    return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock)
 
 
 async def _rewrite(
