@@ -110,6 +110,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         claim_redis = claim_redis_client(settings)
         pool = await db.create_pool(settings.database_url)
         claims = ClaimService(claim_redis, clock, settings)
+        await claims.detect_server()
         app[REDIS] = redis
         app[CLAIMS] = claims
         app[OPS] = CampaignOps(CampaignStore(pool), redis, clock)

@@ -15,10 +15,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.auth import Claimant
@@ -101,6 +102,18 @@ class ClaimService:
         )
         self._deciders: dict[str, Batcher[_Claim, Outcome]] = {}
         self._replayers: dict[str, Batcher[_Claim, Outcome]] = {}
+        self.set_get = True  # Redis >= 7 binds with one SET ... NX GET; see detect_server
+
+    async def detect_server(self) -> None:
+        """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks ``SET ... NX
+        GET`` and the script's ``#!lua`` line."""
+        try:
+            info: dict[str, Any] = await self._redis.info("server")
+        except RedisError:
+            return  # Redis is away at start: assume a current one, the documented minimum
+        major = int(str(info["redis_version"]).split(".")[0])
+        self.set_get = major >= 7
+        self._scripts = Scripts(self._redis, major)
 
     async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
         """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
@@ -167,20 +180,20 @@ class ClaimService:
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _bind(self, claims: Sequence[_Claim]) -> list[str | None]:
+        """The requestIds' bindings before this call (None where we bound it just now)."""
         ttl = self._settings.replay_ttl_s
         async with self._redis.pipeline(transaction=False) as pipe:
             for claim in claims:  # raw SET: redis-py's keyword checks cost more than the call
-                pipe.execute_command(
-                    "SET",
-                    request_binding(claim.request.request_id),
-                    claim.binding,
-                    "NX",
-                    "GET",
-                    "EX",
-                    ttl,
-                    get=True,  # tells redis-py's reply parser to hand back the old value
-                )
-            return await pipe.execute()
+                key = request_binding(claim.request.request_id)
+                if self.set_get:  # get=True: redis-py's parser hands back the old value
+                    pipe.execute_command(
+                        "SET", key, claim.binding, "NX", "GET", "EX", ttl, get=True
+                    )
+                else:  # Redis < 7 refuses NX with GET: set if absent, then read what is bound
+                    pipe.execute_command("SET", key, claim.binding, "NX", "EX", ttl)
+                    pipe.execute_command("GET", key)
+            replies: list[str | None] = await pipe.execute()
+        return replies if self.set_get else replies[1::2]
 
     async def _run_script(self, view: CampaignView, claims: Sequence[_Claim]) -> list[Outcome]:
         now = self._clock.now_ms()

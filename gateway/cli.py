@@ -50,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+    overrides = {
         name: getattr(args, name)
         for name in ("workers", "port", "host")
         if getattr(args, name, None) is not None
     }
+    if getattr(args, "redis_port", None):
+        overrides["redis_url"] = f"redis://127.0.0.1:{args.redis_port}/0"
+    if getattr(args, "kafka_port", None):
+        overrides["kafka_bootstrap"] = f"127.0.0.1:{args.kafka_port}"
+    return overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int)
     up.add_argument("--port", type=int)
     up.add_argument("--host")
-    up.add_argument("--data-dir", default="var", help="where a started Redis keeps its data")
+    up.add_argument("--data-dir", default="var", help="where started servers keep their data")
+    up.add_argument("--redis-port", type=int, help="Redis to use or start on 127.0.0.1")
+    up.add_argument("--kafka-port", type=int, help="Kafka to use or start on 127.0.0.1")
+    up.add_argument(
+        "--embedded-postgres",
+        action="store_true",
+        help="run a PostgreSQL of its own under the data dir, even if one is configured",
+    )
     up.set_defaults(run=_up)
 
     relay = commands.add_parser("relay", help="relay outboxes to Kafka until SIGTERM")
@@ -144,7 +156,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.local import StartError, up
 
     try:
-        return up(settings, Path(args.data_dir))
+        return up(settings, Path(args.data_dir), embedded_postgres=args.embedded_postgres)
     except StartError as exc:
         print(f"flashclaim up: {exc}", file=sys.stderr)
         return 1

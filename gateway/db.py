@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -35,8 +36,9 @@ async def ensure_database(database_url: str) -> None:
     try:
         conn = await asyncpg.connect(database_url)
     except asyncpg.InvalidCatalogNameError:
-        name = database_url.rsplit("/", 1)[1].split("?")[0]
-        admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+        url = urlsplit(database_url)  # the host may sit in the query (a Unix socket)
+        name = url.path.lstrip("/")
+        admin = await asyncpg.connect(url._replace(path="/postgres").geturl())
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
         except asyncpg.DuplicateDatabaseError:

@@ -7,6 +7,7 @@ real Kafka, off for the local test broker, which does not offer it). There is no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -49,5 +50,25 @@ async def ensure_topics(settings: Settings, partitions: int = 3) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
             log.info("created topics %s", [t.name for t in wanted])
+    finally:
+        await admin.close()
+
+
+async def wait_for_group(settings: Settings, timeout_s: float = 30.0) -> bool:
+    """Wait until the consumer group is Stable (members joined, partitions assigned).
+
+    A new group takes the broker's initial rebalance delay (seconds) to form; ``up`` waits
+    for it so that the first claim a developer sends is persisted at once.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            (reply,) = await admin.describe_consumer_groups([settings.consumer_group])
+            if reply.groups and reply.groups[0][2] == "Stable":
+                return True
+            await asyncio.sleep(0.2)
+        return False
     finally:
         await admin.close()

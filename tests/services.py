@@ -50,8 +50,9 @@ class RedisServer:
         port: int | None = None,
         aof: bool = False,
         fsync: str = "always",
+        binary: str | None = None,
     ) -> None:
-        binary = shutil.which("redis-server")
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
                 "redis-server is not on PATH: install it (apt-get install redis-server)"
