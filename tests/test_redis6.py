@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -35,7 +36,7 @@ def redis6(tmp_path: Path):
 
 
 @pytest.fixture
-async def stack6(redis6, kafka_settings, pool, clock) -> AsyncIterator[tuple]:
+async def stack6(redis6, kafka_settings, pool, clock) -> AsyncIterator[tuple[Any, ...]]:
     settings = msgspec.structs.replace(kafka_settings, redis_url=redis6.url)
     redis = redis_client(settings)
     info = await redis.info("server")
