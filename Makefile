@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export FLASHCLAIM_JWT_SECRET ?= local-demo-jwt-secret-not-for-production
 export FLASHCLAIM_ADMIN_TOKEN ?= local-demo-admin-token-not-for-production
 
-.PHONY: install lint types test run bench clean
+.PHONY: install lint types test run bench loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,21 @@ test: lint types ## lint, types, then the whole suite against real Redis and Pos
 run: install ## Redis (if none runs) + migrations + a demo campaign + the gateway
 	$(BIN)/flashclaim up
 
+# Load tests: a scenario of loadtests/ against the stack `make run` started (its addresses
+# are in var/stack.env), then the verdict. Reports go to reports/<scenario>.{html,csv}.
+SCENARIO ?= seckill
+USERS ?= 200
+DURATION ?= 60s
+SPAWN_RATE ?= $(USERS)
+LOCUST_ARGS ?=
+loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|double11 USERS=.. DURATION=..
+	@mkdir -p reports
+	@set -a; [ ! -f var/stack.env ] || . ./var/stack.env; set +a; \
+	$(BIN)/python -m locust -f loadtests/$(SCENARIO).py --headless \
+	  -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) \
+	  --host http://$${FLASHCLAIM_HOST:-127.0.0.1}:$${FLASHCLAIM_PORT:-8080} \
+	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
+
 bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -38,4 +53,4 @@ bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs C
 	$(BIN)/python -m bench.e2e_bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--no-kafka", action="store_true", help="skip the Kafka lag")
     reconcile.set_defaults(run=_sync(_reconcile))
 
+    verify = commands.add_parser("verify", help="after a load test: drain, then check invariants")
+    verify.add_argument("--prefix", default="", help="only campaigns whose id starts so")
+    verify.add_argument("--metrics-url", default="", help="a gateway's /metrics, for refusals")
+    verify.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the drain")
+    verify.set_defaults(run=_sync(_verify))
+
     recover = commands.add_parser("recover", help="rebuild campaigns' Redis state after loss")
     recover.add_argument("ids", nargs="*", metavar="ID", help="campaign ids (default: all live)")
     recover.set_defaults(run=_sync(_recover))
@@ -285,6 +291,16 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     if args.textfile:
         reconcile.write_textfile(args.textfile, reports, lag)
     return 1 if any(r.alarm for r in reports) else 0
+
+
+async def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.verify import verify
+
+    text, ok = await verify(
+        settings, prefix=args.prefix, metrics_url=args.metrics_url, wait_s=args.wait
+    )
+    print(text)
+    return 0 if ok else 1
 
 
 async def _recover(settings: Settings, args: argparse.Namespace) -> int:

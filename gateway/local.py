@@ -47,13 +47,11 @@ from gateway.campaign import decode_spec
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignExists, CampaignStore
 from gateway.clock import SystemClock
-from gateway.reconcile import kafka_lag
-from gateway.relay import Relay, outbox_backlog
+from gateway.drain import drain
 from gateway.serve import Supervisor
 from gateway.settings import Settings, to_env
 
 DEMO_CAMPAIGN = "demo-seckill"
-DRAIN_TIMEOUT_S = 30.0
 
 
 class StartError(RuntimeError):
@@ -251,31 +249,6 @@ async def prepare(settings: Settings) -> None:
         await redis.aclose()
 
 
-async def drain(settings: Settings, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
-    """Relay what the outboxes still hold and wait until the consumer has it all.
-
-    Returns the number of entries left in the outboxes (0 when drained); whatever is left
-    stays in Redis and leaves with the next relay, so nothing accepted is lost either way.
-    """
-    deadline = time.monotonic() + timeout_s
-    redis = redis_client(settings)
-    producer = kafka.producer(settings)
-    try:
-        await producer.start()
-        relay = Relay(redis, producer, settings)
-        while (left := await outbox_backlog(redis)) and time.monotonic() < deadline:
-            if not await relay.relay_once():
-                await asyncio.sleep(0.1)  # pending entries are reclaimed once idle
-        while left == 0 and time.monotonic() < deadline:
-            if not await kafka_lag(settings):
-                break
-            await asyncio.sleep(0.1)
-        return left
-    finally:
-        await producer.stop()
-        await redis.aclose()
-
-
 def claim_command(settings: Settings) -> str:
     """A curl command that claims the demo coupon as a fresh demo user."""
     user = f"demo-{uuid.uuid4().hex[:8]}"
@@ -291,6 +264,18 @@ def claim_command(settings: Settings) -> str:
     )
 
 
+def write_stack_env(settings: Settings, path: Path) -> None:
+    """Where this stack's services are, for ``make loadtest`` and other shells to source."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = ("redis_url", "kafka_bootstrap", "database_url", "host", "port")
+    env = to_env(settings)
+    path.write_text(
+        "".join(
+            f"{key}={shlex.quote(env[key])}\n" for key in (f"FLASHCLAIM_{n.upper()}" for n in names)
+        )
+    )
+
+
 def banner(settings: Settings) -> str:
     base = f"http://{settings.host}:{settings.port}"
     return (
@@ -302,7 +287,8 @@ def banner(settings: Settings) -> str:
         f"  Kafka           {settings.kafka_bootstrap}\n"
         f"  PostgreSQL      {settings.database_url}\n"
         f"\nClaim the demo coupon:\n  {claim_command(settings)}\n"
-        f"\nCtrl-C stops everything (after the outbox has drained).\n"
+        f"\nLoad test it from another shell: make loadtest SCENARIO=seckill USERS=200\n"
+        f"Ctrl-C stops everything (after the outbox has drained).\n"
     )
 
 
@@ -318,6 +304,7 @@ def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -
         )
         asyncio.run(prepare(settings))
         os.environ.update(to_env(settings))  # the workers and the consumer read these
+        write_stack_env(settings, data_dir / "stack.env")
         consumer = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "consumer"], start_new_session=True
         )
@@ -328,7 +315,7 @@ def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -
         status = Supervisor(settings).run()
         print("flashclaim up: gateway stopped; draining the outboxes", flush=True)
         try:
-            left = asyncio.run(drain(settings))
+            left = asyncio.run(drain(settings, relay=True))
         except (KafkaError, RedisError, OSError) as exc:
             print(f"flashclaim up: could not drain ({exc}); the outbox keeps the claims")
             left = 0
