@@ -21,6 +21,7 @@ from gateway.clock import ManualClock
 from gateway.settings import Settings
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
 from tests.services import KafkaBroker, RedisServer, drop_database, scratch_database
+from tests.stack import LocalStack
 
 #: The PostgreSQL server tests make their scratch databases on.
 POSTGRES_URL = os.environ.get(
@@ -137,3 +138,11 @@ async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
 @pytest.fixture
 def lua_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "lua"
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """``flashclaim up`` with everything of its own (started on first use, once)."""
+    stack = LocalStack(tmp_path_factory.mktemp("up")).start()
+    yield stack
+    stack.stop()

@@ -1,0 +1,95 @@
+"""``make run`` / ``flashclaim up``: one command to a working stack, Ctrl-C to none of it.
+
+The stack here is the session's ``local_stack``: its own Redis, broker and embedded
+PostgreSQL, as on a machine with nothing configured. The Ctrl-C test stops it, so it
+comes last in this module (and the load-test module runs before this one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import asyncpg
+
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET
+from tests.services import free_port
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+async def test_printed_claim_command_gives_a_coupon_stored_within_a_second(local_stack):
+    result = await asyncio.to_thread(
+        subprocess.run, local_stack.claim_command, shell=True, capture_output=True, text=True
+    )
+    reply = json.loads(result.stdout)
+    assert reply["reason"] == "ACCEPTED", reply
+    answered = time.monotonic()
+    conn = await asyncpg.connect(local_stack.env["FLASHCLAIM_DATABASE_URL"])
+    try:
+        while not await conn.fetchval(
+            "SELECT count(*) FROM coupons WHERE coupon_id = $1::uuid", reply["couponId"]
+        ):
+            assert time.monotonic() - answered < 1.0, "the row took more than a second"
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+def test_a_taken_port_is_explained(local_stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "up", "--port", str(local_stack.port)],
+        env={**local_stack.env, "FLASHCLAIM_JWT_SECRET": JWT_SECRET},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"port {local_stack.port} on 127.0.0.1 is taken" in result.stderr
+    assert "--port" in result.stderr
+
+
+def test_an_unreachable_configured_database_is_explained(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "up", "--port", str(free_port()),
+         "--redis-port", str(free_port()), "--kafka-port", str(free_port()),
+         "--data-dir", str(tmp_path)],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
+            "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
+            "FLASHCLAIM_DATABASE_URL": f"postgresql://127.0.0.1:{free_port()}/flashclaim",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is not reachable" in result.stderr
+    assert "FLASHCLAIM_DATABASE_URL" in result.stderr
+    assert "stopping Redis" in result.stdout  # what it had started, it stopped
+
+
+def test_ctrl_c_drains_and_stops_everything(local_stack):
+    status = local_stack.stop()
+    output = local_stack.output.read_text()
+    assert status == 0, output
+    assert "draining the outboxes" in output
+    assert "wait in Redis for the next relay" not in output  # the outbox drained
+    stops = [line for line in output.splitlines() if line.startswith("flashclaim up: stopping")]
+    assert [line.split()[3] for line in stops] == ["consumer", "PostgreSQL", "Kafka", "Redis"]
+    for port in (local_stack.port, local_stack.redis_port, local_stack.kafka_port):
+        assert not listening(port)
+    assert not (local_stack.data_dir / "postgres" / "postmaster.pid").exists()
