@@ -18,7 +18,7 @@ ENV PATH=/opt/flashclaim/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FLASHCLAIM_HOST=0.0.0.0 \
     FLASHCLAIM_METRICS_DIR=/tmp/flashclaim-metrics
-USER flashclaim
+USER 10001
 WORKDIR /app
 EXPOSE 8080
 ENTRYPOINT ["flashclaim"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export FLASHCLAIM_JWT_SECRET ?= local-demo-jwt-secret-not-for-production
 export FLASHCLAIM_ADMIN_TOKEN ?= local-demo-admin-token-not-for-production
 
-.PHONY: install lint types test run bench loadtest clean
+.PHONY: install tools lint types test run bench loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install flashclaim with its dev tools
 
+# Debian's prometheus package brings the server and promtool the deploy tests run.
+tools: ## system tools the tests need (apt, as root): prometheus/promtool
+	@command -v promtool >/dev/null || { echo "installing prometheus + promtool (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; }
+
 lint: install ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -25,10 +31,10 @@ lint: install ## ruff: lint and formatting
 types: install ## mypy, strict
 	$(BIN)/mypy
 
-test: lint types ## lint, types, then the whole suite against real Redis and PostgreSQL
+test: tools lint types ## lint, types, then the whole suite against real Redis and PostgreSQL
 	$(BIN)/pytest
 
-run: install ## Redis (if none runs) + migrations + a demo campaign + the gateway
+run: install ## the whole stack: Redis, Kafka, PostgreSQL if none answer, gateway, relay, consumer
 	$(BIN)/flashclaim up
 
 # Load tests: a scenario of loadtests/ against the stack `make run` started (its addresses

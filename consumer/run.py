@@ -11,6 +11,7 @@ import uvloop
 
 from consumer.worker import ClaimConsumer, kafka_consumer
 from gateway import db, kafka
+from gateway.metrics import serve_metrics
 from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -52,5 +53,6 @@ def main(settings: Settings | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    serve_metrics(settings.metrics_port)
     uvloop.run(_main(settings))
     return 0

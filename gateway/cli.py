@@ -174,7 +174,10 @@ def _relay(settings: Settings, args: argparse.Namespace) -> int:
     import uvloop
 
     from gateway.app import redis_client
+    from gateway.metrics import serve_metrics
     from gateway.relay import run_relay
+
+    serve_metrics(settings.metrics_port)
 
     async def relay() -> None:
         stop = asyncio.Event()

@@ -9,7 +9,14 @@ published campaigns, routes as templates, reasons from the ``Reason`` enum.
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
@@ -138,3 +145,9 @@ def exposition_registry(metrics_dir: str) -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
     return registry
+
+
+def serve_metrics(port: int) -> None:
+    """Serve /metrics for a process without a web server of its own (relay, consumer)."""
+    if port:
+        start_http_server(port)

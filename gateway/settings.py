@@ -78,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # Operations.
     metrics_dir: str = ""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0  # relay/consumer; 0: off
     log_level: str = "INFO"
 
     @classmethod

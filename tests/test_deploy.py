@@ -1,0 +1,183 @@
+"""Deploy files: the Dockerfile lints clean, alerts pass their rule tests, the dashboard and
+alerts use series the services export, and a real Prometheus scrapes them from a gateway
+of several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway import metrics
+from gateway.campaign_ops import CampaignOps
+from gateway.campaign_store import CampaignStore
+from gateway.clock import SystemClock
+from tests.helpers import auth, body, child_env, open_now, published
+from tests.services import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+RECONCILE_SERIES = {"flashclaim_reconcile_rows", "flashclaim_reconcile_stock",
+                    "flashclaim_reconcile_drift_ratio"}  # fmt: skip
+PROMQL_WORDS = {"sum", "rate", "max", "by", "le", "histogram_quantile", "deriv", "and", "or"}
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: `make tools` installs it (apt-get install prometheus)"
+    return found
+
+
+def expressions() -> list[str]:
+    dashboard = json.loads((DEPLOY / "grafana" / "flashclaim.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    return exprs + [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+
+
+def series_names(expr: str) -> set[str]:
+    """Metric names an expression reads (words followed by { or [ or a space, not functions)."""
+    words = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?=\s*[\{\[)]|\s*[<>/]|\s*$)", expr))
+    return {w for w in words if w.startswith(("flashclaim_", "http_server_"))} - PROMQL_WORDS
+
+
+def exported_names() -> set[str]:
+    names = set()
+    for collector in vars(metrics).values():
+        describe = getattr(collector, "describe", None)
+        if describe is None or not hasattr(collector, "_name"):
+            continue
+        for family in describe():
+            for suffix in ("", "_total", "_bucket", "_count", "_sum"):
+                names.add(family.name + suffix)
+    return names
+
+
+def test_dockerfile_passes_hadolint():
+    result = subprocess.run([tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_alert_rules_check_and_pass_their_tests():
+    promtool = tool("promtool")
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run([promtool, *args], cwd=DEPLOY / "prometheus",
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_series_in_dashboard_and_alerts_is_exported():
+    used = set().union(*(series_names(expr) for expr in expressions()))
+    assert "flashclaim_claims_total" in used
+    assert used - RECONCILE_SERIES <= exported_names(), used - exported_names()
+
+
+def test_compose_runs_the_whole_system():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "kafka", "postgres", "gateway", "relay", "consumer", "prometheus",
+            "grafana"} <= set(services)  # fmt: skip
+    assert "--appendonly" in services["redis"]["command"]
+    assert services["kafka"]["image"].startswith("apache/kafka")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "/readyz" in str(services["gateway"]["healthcheck"])
+    for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
+        assert (ROOT / mount.split(":")[0]).exists(), mount
+
+
+def test_kubernetes_gateway_is_ready_on_readyz_with_pdb_and_hpa():
+    docs = [
+        doc
+        for path in (DEPLOY / "kubernetes").glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if path.name != "kustomization.yaml"
+    ]
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert ("PodDisruptionBudget", "flashclaim-gateway") in kinds
+    assert ("HorizontalPodAutoscaler", "flashclaim-gateway") in kinds
+    gateway = next(d for d in docs if (d["kind"], d["metadata"]["name"]) ==
+                   ("Deployment", "flashclaim-gateway"))  # fmt: skip
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    assert {f"{n}.yaml" for n in ("gateway", "relay", "consumer")} <= set(
+        kustomization["resources"]
+    )
+
+
+@pytest.fixture
+def gateway_of_two(settings, tmp_path):
+    port = free_port()
+    env = child_env(settings, port=port, workers=2, metrics_dir=str(tmp_path / "metrics"))
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
+    try:
+        wait_for_port(port, timeout=20)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def prometheus(gateway_of_two, tmp_path):
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [{"job_name": "gateway",
+                            "static_configs": [{"targets": [f"127.0.0.1:{gateway_of_two}"]}]}],
+    }))  # fmt: skip
+    process = subprocess.Popen(
+        [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def test_prometheus_scrapes_the_series_from_every_worker(
+    gateway_of_two, prometheus, redis, pool
+):
+    ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
+    campaign = await published(ops, stock=1000, **open_now())
+    base = f"http://127.0.0.1:{gateway_of_two}"
+    async with aiohttp.ClientSession() as session:
+        for i in range(40):  # new connections: the kernel spreads them over both workers
+            async with session.post(
+                f"{base}/api/coupon/issue",
+                json=body(campaign.id),
+                headers={**auth(f"prom-{i}"), "Connection": "close"},
+            ) as r:
+                assert r.status == 200
+        wanted = {
+            "flashclaim_claims_total", "http_server_request_duration_seconds_bucket",
+            "flashclaim_stock_remaining", "flashclaim_redis_script_duration_seconds_bucket",
+            "flashclaim_outbox_length", "flashclaim_claim_batch_size_bucket",
+        }  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            query = 'sum(flashclaim_claims_total{reason="ACCEPTED"})'
+            async with session.get(f"{prometheus}/api/v1/query", params={"query": query}) as r:
+                result = (await r.json())["data"]["result"]
+            if result and float(result[0]["value"][1]) == 40:
+                break
+            assert time.monotonic() < deadline, f"Prometheus never saw 40 claims: {result}"
+            await asyncio.sleep(0.5)
+        async with session.get(f"{prometheus}/api/v1/label/__name__/values") as r:
+            names = set((await r.json())["data"])
+    assert wanted <= names, wanted - names
