@@ -176,11 +176,15 @@ async def verify(
     finally:
         await pool.close()
         await redis.aclose()
+    note = ""
     if metrics_url:
-        refused = refused_by_reason(fetch_metrics(metrics_url))
+        try:
+            refused = refused_by_reason(fetch_metrics(metrics_url))
+        except OSError as exc:  # the verdict stands without the refusal counts
+            refused, note = {}, f"\n  refusals unknown: {metrics_url} did not answer ({exc})"
         for verdict in verdicts:
             verdict.refused = refused.get(verdict.campaign_id, Counter())
-    text = render(verdicts)
+    text = render(verdicts) + note
     if left:
         text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} claims in the outboxes"
     ok = not left and not any(v.problems for v in verdicts)
