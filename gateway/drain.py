@@ -1,4 +1,9 @@
-"""Wait until every accepted claim has reached PostgreSQL: outboxes empty, no consumer lag.
+"""Wait until every accepted claim has reached PostgreSQL.
+
+Drained means: every outbox is empty and, for every published campaign, PostgreSQL holds
+as many rows as Redis issued coupons. Counting rows (rather than trusting the consumer
+group's lag) works with any Kafka-protocol broker: the local tansu broker reports end
+offsets that do not match what it stores.
 
 ``flashclaim up`` drains on its way down (relaying itself, the gateway's relays being
 gone); ``flashclaim verify`` waits for the running relays and consumer before it checks.
@@ -9,37 +14,56 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway import kafka
+import asyncpg
+from redis.asyncio import Redis
+
+from gateway import db, kafka
 from gateway.app import redis_client
-from gateway.reconcile import kafka_lag
-from gateway.relay import Relay, outbox_backlog
+from gateway.keys import CampaignKeys
+from gateway.relay import Relay, outbox_backlog, published
 from gateway.settings import Settings
 
 DRAIN_TIMEOUT_S = 30.0
 
 
 async def drain(settings: Settings, *, relay: bool, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
-    """Wait (relaying too, if asked) until the pipeline is empty or ``timeout_s`` passed.
+    """Wait (relaying too, if asked) until drained or ``timeout_s`` passed.
 
-    Returns the entries still in the outboxes (0 when drained). Whatever is left stays in
-    Redis and leaves with the next relay, so nothing accepted is lost either way.
+    Returns the accepted claims not yet stored (0 when drained). Whatever is left stays in
+    the outboxes (or Kafka) and is carried on by the next relay and consumer: nothing
+    accepted is lost either way.
     """
     deadline = time.monotonic() + timeout_s
     redis = redis_client(settings)
+    pool = await db.create_pool(settings.database_url, max_size=1)
     producer = kafka.producer(settings)
     try:
         mover = None
         if relay:
             await producer.start()
             mover = Relay(redis, producer, settings)
-        while (left := await outbox_backlog(redis)) and time.monotonic() < deadline:
-            if mover is None or not await mover.relay_once():
-                await asyncio.sleep(0.1)  # pending entries are reclaimed once idle
-        while left == 0 and time.monotonic() < deadline:
-            if not await kafka_lag(settings):
-                break
-            await asyncio.sleep(0.1)
-        return left
+        while True:
+            waiting = await outbox_backlog(redis)
+            if waiting and mover is not None and await mover.relay_once():
+                continue
+            left = waiting or await unpersisted(redis, pool)
+            if not left or time.monotonic() >= deadline:
+                return left
+            await asyncio.sleep(0.1)  # the consumer works; pending entries are reclaimed
     finally:
         await producer.stop()
+        await pool.close()
         await redis.aclose()
+
+
+async def unpersisted(redis: Redis, pool: asyncpg.Pool) -> int:
+    """Coupons Redis issued that PostgreSQL has no row for yet, over all campaigns."""
+    return sum([await _unpersisted(redis, pool, keys) for keys in await published(redis)])
+
+
+async def _unpersisted(redis: Redis, pool: asyncpg.Pool, keys: CampaignKeys) -> int:
+    issued = int(await redis.hget(keys.counters, "issued") or 0)
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM coupons WHERE campaign_id = $1", keys.campaign_id
+    )
+    return max(0, issued - int(rows))

@@ -330,7 +330,7 @@ def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -
             print(f"flashclaim up: could not drain ({exc}); the outbox keeps the claims")
             left = 0
         if left:
-            print(f"flashclaim up: {left} claims wait in Redis for the next relay", flush=True)
+            print(f"flashclaim up: {left} accepted claims not stored yet; the next run stores them")
         return status
     finally:
         started.stop_all()

@@ -186,6 +186,6 @@ async def verify(
             verdict.refused = refused.get(verdict.campaign_id, Counter())
     text = render(verdicts) + note
     if left:
-        text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} claims in the outboxes"
+        text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} accepted claims not stored"
     ok = not left and not any(v.problems for v in verdicts)
     return text, ok
