@@ -16,16 +16,23 @@ import uuid
 import asyncpg
 import pytest
 
+from tests.services import free_port
 from tests.stack import LocalStack
 
 LOCUST_TIMEOUT_S = 100
 
 
 def run_scenario(
-    stack: LocalStack, scenario: str, *args: str, users: int = 40, seconds: int = 6, **env: str
+    stack: LocalStack,
+    scenario: str,
+    *args: str,
+    users: int = 40,
+    seconds: int = 6,
+    run_id: str = "",
+    **env: str,
 ) -> tuple[str, str]:
     """Run ``loadtests/<scenario>.py`` headless; (its run id, its output). Exit 0 asserted."""
-    run_id = uuid.uuid4().hex[:8]
+    run_id = run_id or uuid.uuid4().hex[:8]
     result = subprocess.run(
         [
             sys.executable, "-m", "locust", "-f", f"loadtests/{scenario}.py", "--headless",
@@ -90,6 +97,23 @@ def test_double11_night_tops_up_for_the_second_wave(local_stack):
     row = verdict_row(output, run_id, "seckill").split()
     assert row[1] == "60"  # 30 at T0, 30 more from the top-up
     assert int(row[2]) > 30  # the second wave claimed from the top-up
+
+
+def test_distributed_mode_master_creates_workers_claim(local_stack):
+    run_id, port = uuid.uuid4().hex[:8], str(free_port())
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", "loadtests/seckill.py", "--worker",
+         "--master-port", port, "--run-id", run_id],
+        env=local_stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _, output = run_scenario(
+            local_stack, "seckill", "--master", "--master-bind-port", port,
+            "--expect-workers", "1", "--stock", "20", "--countdown", "2", run_id=run_id,
+        )  # fmt: skip
+    finally:
+        worker.wait(timeout=30)  # the master tells its worker to quit
+    assert verdict_row(output, run_id, "seckill").split()[1:4] == ["20", "20", "20"]
 
 
 async def test_verifier_fails_a_run_with_a_duplicate(local_stack):
