@@ -10,7 +10,7 @@ import signal
 import uvloop
 
 from consumer.worker import ClaimConsumer, kafka_consumer
-from gateway import db, kafka
+from gateway import db, kafka, logs
 from gateway.metrics import serve_metrics
 from gateway.settings import ConfigError, Settings
 
@@ -50,9 +50,7 @@ def main(settings: Settings | None = None) -> int:
     except ConfigError as exc:
         print(f"consumer: configuration error: {exc}")
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     serve_metrics(settings.metrics_port)
     uvloop.run(_main(settings))
     return 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from gateway import logs
 from gateway.campaign_store import CampaignStore
 from gateway.settings import ConfigError, Settings
 
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"flashclaim: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     return int(args.run(settings, args) or 0)
 
 
