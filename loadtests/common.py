@@ -124,6 +124,9 @@ def admin(host: str, method: str, path: str, body: dict[str, Any] | None = None)
 @events.test_start.add_listener
 def _make_campaigns(environment: Environment, **_: Any) -> None:
     try:
+        for variable in ("FLASHCLAIM_ADMIN_TOKEN", "FLASHCLAIM_JWT_SECRET"):
+            if not os.environ.get(variable):
+                raise RuntimeError(f"{variable} is not set: use the gateway's (make exports both)")
         _create_and_read(environment)
     except (RuntimeError, requests.RequestException) as exc:
         print(f"\nflashclaim load test: cannot set up the run's campaigns: {exc}\n", flush=True)
@@ -246,8 +249,8 @@ def backoff(attempt: int, *, base_s: float = 0.05, cap_s: float = 2.0) -> float:
 
 @events.quitting.add_listener
 def _verdict(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
-        return
+    if isinstance(environment.runner, WorkerRunner) or environment.process_exit_code == 2:
+        return  # a worker, or a run that never set up its campaigns
     options = options_of(environment)
     total = environment.stats.total
     gates = [f"failure ratio {total.fail_ratio:.4f} (gate {options.max_fail_ratio})"]

