@@ -1,4 +1,4 @@
-# flashclaim: `make run` starts a local gateway, `make test` checks everything.
+# flashclaim: `make run` starts the whole system locally, `make test` checks everything.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

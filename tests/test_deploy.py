@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway import metrics
+from gateway import kafka, metrics
 from gateway.campaign_ops import CampaignOps
 from gateway.campaign_store import CampaignStore
 from gateway.clock import SystemClock
@@ -68,9 +68,14 @@ def test_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout
 
 
-def test_alert_rules_check_and_pass_their_tests():
+def test_prometheus_config_and_alert_rules_check_and_pass_their_tests():
     promtool = tool("promtool")
-    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+    checks = [
+        ["check", "config", "prometheus.yml"],  # the compose scrape config, with the rules
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ]
+    for args in checks:
         result = subprocess.run([promtool, *args], cwd=DEPLOY / "prometheus",
                                 capture_output=True, text=True, check=False)  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
@@ -116,26 +121,38 @@ def test_kubernetes_gateway_is_ready_on_readyz_with_pdb_and_hpa():
 
 
 @pytest.fixture
-def gateway_of_two(settings, tmp_path):
-    port = free_port()
-    env = child_env(settings, port=port, workers=2, metrics_dir=str(tmp_path / "metrics"))
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env)
+def pipeline_of_two(kafka_settings, tmp_path):
+    """A 2-worker gateway with its relays and a consumer, as child processes: their ports."""
+    gateway_port, consumer_port = free_port(), free_port()
+    metrics_dir = str(tmp_path / "metrics")
+    gateway_env = child_env(
+        kafka_settings, port=gateway_port, workers=2, metrics_dir=metrics_dir,
+        relay_in_gateway=True,
+    )  # fmt: skip
+    consumer_env = child_env(kafka_settings, metrics_port=consumer_port)
+    asyncio.run(kafka.ensure_topics(kafka_settings))
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=gateway_env),
+        subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=consumer_env),
+    ]
     try:
-        wait_for_port(port, timeout=20)
-        yield port
+        wait_for_port(gateway_port, timeout=20)
+        wait_for_port(consumer_port, timeout=20)
+        yield gateway_port, consumer_port
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 @pytest.fixture
-def prometheus(gateway_of_two, tmp_path):
+def prometheus(pipeline_of_two, tmp_path):
     port = free_port()
     config = tmp_path / "prometheus.yml"
+    targets = [f"127.0.0.1:{target}" for target in pipeline_of_two]
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s"},
-        "scrape_configs": [{"job_name": "gateway",
-                            "static_configs": [{"targets": [f"127.0.0.1:{gateway_of_two}"]}]}],
+        "scrape_configs": [{"job_name": "flashclaim", "static_configs": [{"targets": targets}]}],
     }))  # fmt: skip
     process = subprocess.Popen(
         [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -150,12 +167,12 @@ def prometheus(gateway_of_two, tmp_path):
         process.wait(timeout=20)
 
 
-async def test_prometheus_scrapes_the_series_from_every_worker(
-    gateway_of_two, prometheus, redis, pool
+async def test_prometheus_scrapes_every_series_the_dashboard_and_alerts_use(
+    pipeline_of_two, prometheus, redis, pool
 ):
     ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
     campaign = await published(ops, stock=1000, **open_now())
-    base = f"http://127.0.0.1:{gateway_of_two}"
+    base = f"http://127.0.0.1:{pipeline_of_two[0]}"
     async with aiohttp.ClientSession() as session:
         for i in range(40):  # new connections: the kernel spreads them over both workers
             async with session.post(
@@ -164,20 +181,22 @@ async def test_prometheus_scrapes_the_series_from_every_worker(
                 headers={**auth(f"prom-{i}"), "Connection": "close"},
             ) as r:
                 assert r.status == 200
-        wanted = {
-            "flashclaim_claims_total", "http_server_request_duration_seconds_bucket",
-            "flashclaim_stock_remaining", "flashclaim_redis_script_duration_seconds_bucket",
-            "flashclaim_outbox_length", "flashclaim_claim_batch_size_bucket",
-        }  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            query = 'sum(flashclaim_claims_total{reason="ACCEPTED"})'
-            async with session.get(f"{prometheus}/api/v1/query", params={"query": query}) as r:
-                result = (await r.json())["data"]["result"]
-            if result and float(result[0]["value"][1]) == 40:
-                break
-            assert time.monotonic() < deadline, f"Prometheus never saw 40 claims: {result}"
-            await asyncio.sleep(0.5)
+        # Claims summed over both workers, and every one persisted by the consumer.
+        for query in ('sum(flashclaim_claims_total{reason="ACCEPTED"})',
+                      "sum(flashclaim_persisted_total)"):  # fmt: skip
+            await until_value(session, prometheus, query, 40)
         async with session.get(f"{prometheus}/api/v1/label/__name__/values") as r:
             names = set((await r.json())["data"])
-    assert wanted <= names, wanted - names
+    used = set().union(*(series_names(expr) for expr in expressions()))
+    assert used - RECONCILE_SERIES <= names, used - RECONCILE_SERIES - names
+
+
+async def until_value(session, prometheus: str, query: str, value: float) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        async with session.get(f"{prometheus}/api/v1/query", params={"query": query}) as r:
+            result = (await r.json())["data"]["result"]
+        if result and float(result[0]["value"][1]) == value:
+            return
+        assert time.monotonic() < deadline, f"Prometheus never saw {query} == {value}: {result}"
+        await asyncio.sleep(0.5)
