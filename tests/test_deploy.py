@@ -121,8 +121,11 @@ def test_kubernetes_gateway_is_ready_on_readyz_with_pdb_and_hpa():
 
 
 @pytest.fixture
-def pipeline_of_two(kafka_settings, tmp_path):
-    """A 2-worker gateway with its relays and a consumer, as child processes: their ports."""
+def pipeline_of_two(kafka_settings, redis, pool, tmp_path):
+    """A 2-worker gateway with its relays and a consumer, as child processes: their ports.
+
+    Asks for ``redis`` and ``pool`` first: they empty Redis and the coupons table, so the
+    relays start with no outbox entries left by earlier tests."""
     gateway_port, consumer_port = free_port(), free_port()
     metrics_dir = str(tmp_path / "metrics")
     gateway_env = child_env(
