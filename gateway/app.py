@@ -60,6 +60,7 @@ def claim_redis_client(settings: Settings) -> Redis:
     pool = ConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
+        socket_timeout=None,  # redis-py 8 defaults to 5 s: a timer around every reply
         socket_connect_timeout=settings.redis_timeout_ms / 1000,
         decode_responses=True,
         **_reconnect(),

@@ -72,10 +72,11 @@ class _Entry:
 class CampaignCache:
     """Campaign views by id, refreshed at most every ``ttl_ms``, dropped on change."""
 
-    def __init__(self, redis: Redis, clock: Clock, ttl_ms: int) -> None:
+    def __init__(self, redis: Redis, clock: Clock, ttl_ms: int, timeout_s: float) -> None:
         self._redis = redis
         self._clock = clock
         self._ttl_ms = ttl_ms
+        self._timeout_s = timeout_s  # the claim client has no per-command timer
         self._entries: dict[str, _Entry] = {}
         self._loading: dict[str, asyncio.Future[CampaignView | None]] = {}
 
@@ -101,7 +102,8 @@ class CampaignCache:
         future: asyncio.Future[CampaignView | None] = asyncio.get_running_loop().create_future()
         self._loading[campaign_id] = future
         try:
-            view = await self._load(campaign_id)
+            async with asyncio.timeout(self._timeout_s):
+                view = await self._load(campaign_id)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: later waiters re-raise it themselves

@@ -94,7 +94,7 @@ class ClaimService:
         self._settings = settings
         self._timeout_s = settings.redis_timeout_ms / 1000
         self._scripts = Scripts(redis)
-        self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms)
+        self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
             RateLimiter(settings.device_rate, settings.device_burst),
@@ -108,8 +108,9 @@ class ClaimService:
         """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks ``SET ... NX
         GET`` and the script's ``#!lua`` line."""
         try:
-            info: dict[str, Any] = await self._redis.info("server")
-        except RedisError:
+            async with asyncio.timeout(self._timeout_s):
+                info: dict[str, Any] = await self._redis.info("server")
+        except (RedisError, TimeoutError):
             return  # Redis is away at start: assume a current one, the documented minimum
         major = int(str(info["redis_version"]).split(".")[0])
         self.set_get = major >= 7
@@ -138,8 +139,9 @@ class ClaimService:
         return outcome
 
     async def ping(self) -> None:
-        """Raise if Redis does not answer."""
-        await self._redis.ping()
+        """Raise if Redis does not answer (TimeoutError if not within the timeout)."""
+        async with asyncio.timeout(self._timeout_s):
+            await self._redis.ping()
 
     def _rate_wait(self, user_id: str, device_id: str, ip: str) -> float:
         now = time.monotonic()
