@@ -24,6 +24,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -296,6 +297,11 @@ def banner(settings: Settings) -> str:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM while starting up: leave through ``finally``, stopping what was started."""
+    raise SystemExit(128 + signum)
+
+
 def _announce_when_listening(settings: Settings) -> None:
     """Print the banner once the workers accept connections, so its command works at once."""
     deadline = time.monotonic() + 60
@@ -307,6 +313,7 @@ def _announce_when_listening(settings: Settings) -> None:
 def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -> int:
     """Start the local stack, serve until Ctrl-C or SIGTERM, then stop it in order."""
     check_port_free(settings.host, settings.port)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the supervisor takes over
     started = Started()
     try:
         ensure_redis(settings, data_dir / "redis", started)

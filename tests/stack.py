@@ -43,7 +43,7 @@ class LocalStack:
         env.pop("FLASHCLAIM_DATABASE_URL", None)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.output.open("wb") as log:  # the child keeps its own descriptor
-            self.process = self._spawn(env, log)
+            self.process = self.spawn(env, log)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             lines = self.output.read_text(errors="replace").splitlines()
@@ -58,7 +58,7 @@ class LocalStack:
         self.stop()
         raise TimeoutError(f"flashclaim up did not come up:\n{self.output.read_text()}")
 
-    def _spawn(self, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    def spawn(self, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 sys.executable, "-m", "gateway.cli", "up",

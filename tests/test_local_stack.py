@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -162,3 +164,25 @@ async def test_a_second_run_starts_again_on_the_same_data(local_stack):
         assert json.loads(result.stdout)["reason"] == "ACCEPTED"
     finally:
         assert await asyncio.to_thread(again.stop) == 0
+
+
+def test_sigterm_while_starting_stops_what_was_started(tmp_path):
+    stack = LocalStack(tmp_path)
+    with (tmp_path / "up.log").open("wb") as log:
+        process = stack.spawn({**os.environ, **starting_env()}, log)
+    deadline = time.monotonic() + 60
+    while "created topics" not in stack.output.read_text():  # broker, Redis, PostgreSQL up
+        assert process.poll() is None, stack.output.read_text()
+        assert time.monotonic() < deadline, stack.output.read_text()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # before the gateway starts: mid-way through
+    assert process.wait(timeout=60) == 143
+    output = stack.output.read_text()
+    assert "stopping Redis" in output
+    for port in (stack.port, stack.redis_port, stack.kafka_port):
+        assert not listening(port)
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+
+
+def starting_env() -> dict[str, str]:
+    return {"FLASHCLAIM_JWT_SECRET": JWT_SECRET, "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN}
