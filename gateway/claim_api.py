@@ -70,7 +70,7 @@ def _answer(outcome: Outcome) -> web.Response:
 
 
 def _counted(response: web.Response, campaign: str, reason: Reason) -> web.Response:
-    metrics.CLAIMS.labels(campaign, reason.value).inc()
+    metrics.child(metrics.CLAIMS, campaign, reason.value).inc()
     return response
 
 

@@ -127,11 +127,11 @@ class ClaimService:
         now = self._clock.now_ms()
         claim = _Claim(request, claimant)
         if view.status == "active" and now < view.start_ms:
-            metrics.CACHE_ANSWERS.labels(request.campaign_id, Reason.NOT_STARTED).inc()
+            metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
-            metrics.CACHE_ANSWERS.labels(request.campaign_id, exhausted).inc()
+            metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
             return await self._batcher(self._replayers, view, self._replay).submit(claim)
         outcome = await self._batcher(self._deciders, view, self._decide).submit(claim)
         if outcome.reason in EXHAUSTED:

@@ -9,6 +9,9 @@ published campaigns, routes as templates, reasons from the ``Reason`` enum.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -151,3 +154,14 @@ def serve_metrics(port: int) -> None:
     """Serve /metrics for a process without a web server of its own (relay, consumer)."""
     if port:
         start_http_server(port)
+
+
+@lru_cache(maxsize=65_536)
+def child(metric: Any, *values: object) -> Any:
+    """``metric.labels(*values)``, remembered for the per-request path.
+
+    ``labels()`` converts, validates and takes a lock on every call: a few per cent of a
+    worker's CPU in a sold-out herd. Label values here come from bounded sets (campaigns,
+    reasons, route templates, statuses), so the cache stays small.
+    """
+    return metric.labels(*values)

@@ -70,7 +70,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unexpected error answering %s %s", request.method, request.path)
         response = refusal(Reason.INTERNAL)
     route = request.match_info.route.resource
-    metrics.REQUEST_SECONDS.labels(
+    metrics.child(
+        metrics.REQUEST_SECONDS,
         request.method if request.method in _METHODS else "other",
         route.canonical if route is not None else "unmatched",
         response.status,
