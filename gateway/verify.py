@@ -184,6 +184,8 @@ async def verify(
             refused, note = {}, f"\n  refusals unknown: {metrics_url} did not answer ({exc})"
         for verdict in verdicts:
             verdict.refused = refused.get(verdict.campaign_id, Counter())
+    if not verdicts:  # a mistyped prefix must not pass as a clean run
+        return f"VERDICT: FAIL (no published campaign id starts with {prefix!r})", False
     text = render(verdicts) + note
     if left:
         text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} accepted claims not stored"

@@ -148,3 +148,15 @@ async def test_verifier_fails_a_run_with_a_duplicate(local_stack):
 @pytest.fixture(autouse=True)
 def _in_repo_root(monkeypatch):
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_verifier_fails_when_no_campaign_matches(local_stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "verify", "--prefix", "lt-no-such-run-"],
+        env=local_stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no published campaign id starts with 'lt-no-such-run-'" in result.stdout
