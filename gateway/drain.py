@@ -36,10 +36,10 @@ async def drain(settings: Settings, *, relay: bool, timeout_s: float = DRAIN_TIM
     deadline = time.monotonic() + timeout_s
     redis = redis_client(settings)
     pool = await db.create_pool(settings.database_url, max_size=1)
-    producer = kafka.producer(settings)
+    producer = kafka.producer(settings) if relay else None
     try:
         mover = None
-        if relay:
+        if producer is not None:
             await producer.start()
             mover = Relay(redis, producer, settings)
         while True:
@@ -51,7 +51,8 @@ async def drain(settings: Settings, *, relay: bool, timeout_s: float = DRAIN_TIM
                 return left
             await asyncio.sleep(0.1)  # the consumer works; pending entries are reclaimed
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
         await pool.close()
         await redis.aclose()
 

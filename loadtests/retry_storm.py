@@ -41,10 +41,10 @@ class ImpatientClient(Shopper):
         for attempt in range(ATTEMPTS):
             reply = self.claim(CAMPAIGN, request_id=request_id)
             reason = reply.get("reason") if reply else None
-            if reason == "ACCEPTED":
-                if coupon is not None and reply and reply["couponId"] != coupon:
+            if reply is not None and reason == "ACCEPTED":
+                if coupon is not None and reply["couponId"] != coupon:
                     raise AssertionError(f"{request_id}: two coupons for one requestId")
-                coupon = reply["couponId"] if reply else None
+                coupon = reply["couponId"]
                 if attempt == 0:  # a duplicate tap: must replay the same coupon
                     continue
                 return

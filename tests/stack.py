@@ -32,7 +32,8 @@ class LocalStack:
         self.claim_command = ""
         self.env: dict[str, str] = {}
 
-    def start(self, timeout_s: float = 90.0) -> LocalStack:
+    def launch_env(self) -> dict[str, str]:
+        """The environment ``flashclaim up`` runs in: test secrets, no configured database."""
         env = {
             **os.environ,
             "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
@@ -41,6 +42,10 @@ class LocalStack:
             "FLASHCLAIM_WORKERS": "2",
         }
         env.pop("FLASHCLAIM_DATABASE_URL", None)
+        return env
+
+    def start(self, timeout_s: float = 90.0) -> LocalStack:
+        env = self.launch_env()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.output.open("wb") as log:  # the child keeps its own descriptor
             self.process = self.spawn(env, log)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +20,10 @@ import aiohttp
 import asyncpg
 
 from gateway.auth import mint
-from gateway.local import DEMO_CAMPAIGN
+from gateway.local import DEMO_CAMPAIGN, answers
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, body
 from tests.services import free_port
 from tests.stack import LocalStack
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 async def test_printed_claim_command_gives_a_coupon_stored_within_a_second(local_stack):
@@ -100,7 +90,7 @@ async def test_ctrl_c_drains_and_stops_everything(local_stack):
     stops = [line for line in output.splitlines() if line.startswith("flashclaim up: stopping")]
     assert [line.split()[3] for line in stops] == ["consumer", "PostgreSQL", "Kafka", "Redis"]
     for port in (local_stack.port, local_stack.redis_port, local_stack.kafka_port):
-        assert not listening(port)
+        assert not answers("127.0.0.1", port)
     assert not (local_stack.data_dir / "postgres" / "postmaster.pid").exists()
     assert await asyncio.to_thread(stored, local_stack.data_dir / "postgres", accepted) == 200
 
@@ -169,7 +159,7 @@ async def test_a_second_run_starts_again_on_the_same_data(local_stack):
 def test_sigterm_while_starting_stops_what_was_started(tmp_path):
     stack = LocalStack(tmp_path)
     with (tmp_path / "up.log").open("wb") as log:
-        process = stack.spawn({**os.environ, **starting_env()}, log)
+        process = stack.spawn(stack.launch_env(), log)
     deadline = time.monotonic() + 60
     while "created topics" not in stack.output.read_text():  # broker, Redis, PostgreSQL up
         assert process.poll() is None, stack.output.read_text()
@@ -180,9 +170,5 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path):
     output = stack.output.read_text()
     assert "stopping Redis" in output
     for port in (stack.port, stack.redis_port, stack.kafka_port):
-        assert not listening(port)
+        assert not answers("127.0.0.1", port)
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
-
-
-def starting_env() -> dict[str, str]:
-    return {"FLASHCLAIM_JWT_SECRET": JWT_SECRET, "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN}
