@@ -6,7 +6,6 @@ WORKDIR /src
 RUN python -m venv /opt/flashclaim
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-COPY consumer ./consumer
 COPY lua ./lua
 COPY migrations ./migrations
 RUN /opt/flashclaim/bin/pip install --no-cache-dir .

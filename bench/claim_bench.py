@@ -36,15 +36,21 @@ from typing import Any
 
 import msgspec
 
-from gateway import db
-from gateway.app import redis_client
-from gateway.auth import mint
-from gateway.campaign import decode_spec
-from gateway.campaign_ops import CampaignOps
-from gateway.campaign_store import CampaignStore
-from gateway.clock import SystemClock
-from gateway.settings import Settings, to_env
-from tests.services import RedisServer, drop_database, free_port, scratch_database, wait_for_port
+from gateway.campaigns.ops import CampaignOps
+from gateway.campaigns.spec import decode_spec
+from gateway.campaigns.store import CampaignStore
+from gateway.platform import clients
+from gateway.platform.auth import mint
+from gateway.platform.clients import redis_client
+from gateway.platform.clock import SystemClock
+from gateway.platform.settings import Settings, to_env
+from gateway.stack.servers import (
+    RedisServer,
+    drop_database,
+    free_port,
+    scratch_database,
+    wait_for_port,
+)
 
 POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
 DURATION_S = int(os.environ.get("BENCH_DURATION", "6"))
@@ -140,7 +146,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 async def publish(settings: Settings, stock: int) -> str:
     """Create and publish an open campaign; return its id."""
-    pool = await db.create_pool(settings.database_url, max_size=2)
+    pool = await clients.create_pool(settings.database_url, max_size=2)
     redis = redis_client(settings)
     try:
         ops = CampaignOps(CampaignStore(pool), redis, SystemClock())

@@ -38,10 +38,17 @@ from bench.claim_bench import (
     stop,
     wrk_script,
 )
-from consumer.worker import ClaimConsumer, kafka_consumer
-from gateway import events, kafka
-from gateway.settings import Settings
-from tests.services import KafkaBroker, RedisServer, drop_database, free_port, scratch_database
+from gateway.claim import events
+from gateway.handoff.consumer import ClaimConsumer
+from gateway.platform import clients
+from gateway.platform.settings import Settings
+from gateway.stack.servers import (
+    KafkaBroker,
+    RedisServer,
+    drop_database,
+    free_port,
+    scratch_database,
+)
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "50000"))
 DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
@@ -68,8 +75,8 @@ def sample_events(n: int) -> list[events.ClaimEvent]:
 
 async def consumer_rate(settings: Settings, claims: list[events.ClaimEvent]) -> float:
     """Rows/s of one consumer persisting claims already waiting in Kafka."""
-    await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings)
+    await clients.ensure_topics(settings)
+    producer = clients.kafka_producer(settings)
     await producer.start()
     try:
         for claim in claims:
@@ -80,7 +87,7 @@ async def consumer_rate(settings: Settings, claims: list[events.ClaimEvent]) -> 
     finally:
         await producer.stop()
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    consumer, dead_letters = kafka_consumer(settings), kafka.producer(settings)
+    consumer, dead_letters = clients.claims_consumer(settings), clients.kafka_producer(settings)
     await consumer.start()
     await dead_letters.start()
     stop = asyncio.Event()

@@ -121,5 +121,28 @@ def refusal_body(reason: Reason, message: str | None = None) -> bytes:
     )
 
 
+#: Refusals after which a campaign is answered from memory for a while: nothing but a
+#: top-up or a new day changes them.
+EXHAUSTED = frozenset(
+    {Reason.SOLD_OUT, Reason.DAILY_SOLD_OUT, Reason.BUDGET_EXHAUSTED, Reason.ENDED}
+)
+
+#: Refusals that are the gateway doing its job (a load test counts them as successes):
+#: the campaign's rules, limits and protections, not a fault and not a bad request.
+BUSINESS_REFUSALS = EXHAUSTED | frozenset(
+    {
+        Reason.USER_LIMIT,
+        Reason.USER_DAILY_LIMIT,
+        Reason.DEVICE_LIMIT,
+        Reason.NOT_STARTED,
+        Reason.PAUSED,
+        Reason.NOT_ELIGIBLE,
+        Reason.EXCLUSIVE_CONFLICT,
+        Reason.BLOCKED,
+        Reason.RATE_LIMITED,
+        Reason.OVERLOADED,
+    }
+)
+
 #: Pre-rendered bodies for the refusals a herd hammers; built once, sent as bytes.
 REFUSAL_BODIES = {reason: refusal_body(reason) for reason in Reason}

@@ -30,27 +30,10 @@ from locust import FastHttpUser, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from gateway.auth import mint
+from gateway.platform.auth import mint
+from gateway.reasons import BUSINESS_REFUSALS
 
 CLAIM_PATH = "/api/coupon/issue"
-BUSINESS_REFUSALS = frozenset(
-    {
-        "SOLD_OUT",
-        "DAILY_SOLD_OUT",
-        "BUDGET_EXHAUSTED",
-        "USER_LIMIT",
-        "USER_DAILY_LIMIT",
-        "DEVICE_LIMIT",
-        "NOT_STARTED",
-        "ENDED",
-        "PAUSED",
-        "NOT_ELIGIBLE",
-        "EXCLUSIVE_CONFLICT",
-        "BLOCKED",
-        "RATE_LIMITED",
-        "OVERLOADED",
-    }
-)
 
 Spec = Callable[[Any], dict[str, Any]]  # parsed options -> campaign spec (id filled in)
 _declared: dict[str, Spec] = {}

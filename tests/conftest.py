@@ -14,13 +14,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from gateway.app import create_app, redis_client
-from gateway.campaign_ops import CampaignOps
-from gateway.campaign_store import CampaignStore
-from gateway.clock import ManualClock
-from gateway.settings import Settings
+from gateway.app import create_app
+from gateway.campaigns.ops import CampaignOps
+from gateway.campaigns.store import CampaignStore
+from gateway.platform.clients import redis_client
+from gateway.platform.clock import ManualClock
+from gateway.platform.settings import Settings
+from gateway.stack.servers import KafkaBroker, RedisServer, drop_database, scratch_database
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
-from tests.services import KafkaBroker, RedisServer, drop_database, scratch_database
 from tests.stack import LocalStack
 
 #: The PostgreSQL server tests make their scratch databases on.

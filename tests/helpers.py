@@ -12,10 +12,10 @@ import msgspec
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from gateway.auth import mint
-from gateway.campaign import Campaign, decode_spec
-from gateway.campaign_ops import CampaignOps, keys_of
-from gateway.settings import Settings, to_env
+from gateway.campaigns.ops import CampaignOps, keys_of
+from gateway.campaigns.spec import Campaign, decode_spec
+from gateway.platform.auth import mint
+from gateway.platform.settings import Settings, to_env
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

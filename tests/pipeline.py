@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 from redis.asyncio import Redis
 
-from consumer.worker import ClaimConsumer, kafka_consumer
-from gateway import kafka
-from gateway.relay import Relay
-from gateway.settings import Settings
+from gateway.handoff.consumer import ClaimConsumer
+from gateway.handoff.relay import Relay
+from gateway.platform import clients
+from gateway.platform.settings import Settings
 
 
 @contextlib.asynccontextmanager
@@ -21,10 +21,10 @@ async def running_consumer(
     settings: Settings, database_url: str, consumer_class: type[ClaimConsumer] = ClaimConsumer
 ) -> AsyncIterator[ClaimConsumer]:
     """A consumer-group member persisting claims while the block runs."""
-    await kafka.ensure_topics(settings)
+    await clients.ensure_topics(settings)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    consumer = kafka_consumer(settings)
-    dead_letters = kafka.producer(settings)
+    consumer = clients.claims_consumer(settings)
+    dead_letters = clients.kafka_producer(settings)
     await consumer.start()
     await dead_letters.start()
     stop = asyncio.Event()
@@ -46,8 +46,8 @@ async def running_relay(
     settings: Settings, redis: Redis, name: str = "", relay_class: type[Relay] = Relay
 ) -> AsyncIterator[Relay]:
     """A relay moving outboxes to Kafka while the block runs."""
-    await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings)
+    await clients.ensure_topics(settings)
+    producer = clients.kafka_producer(settings)
     await producer.start()
     stop = asyncio.Event()
     relay = relay_class(redis, producer, settings, name)

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from gateway.stack.servers import free_port
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET
-from tests.services import free_port
 
 
 class LocalStack:

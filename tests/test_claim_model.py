@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from redis.asyncio import Redis
 
-from gateway.app import redis_client
-from gateway.auth import Claimant
-from gateway.campaign import (
+from gateway.campaigns.ops import keys_of, write_campaign
+from gateway.campaigns.spec import (
     Campaign,
     CampaignSpec,
     DaysAfterClaim,
@@ -28,11 +27,13 @@ from gateway.campaign import (
     Status,
     decode_spec,
 )
-from gateway.campaign_ops import keys_of, write_campaign
-from gateway.claims import ClaimRequest, ClaimService, coupon_id_for
-from gateway.clock import ManualClock, day_of, iso_ms
+from gateway.claim.script import coupon_id_for
+from gateway.claim.service import ClaimRequest, ClaimService
+from gateway.platform.auth import Claimant
+from gateway.platform.clients import redis_client
+from gateway.platform.clock import ManualClock, day_of, iso_ms
+from gateway.platform.settings import Settings
 from gateway.reasons import Reason
-from gateway.settings import Settings
 from tests.helpers import ADMIN_TOKEN, DAY_MS, JWT_SECRET, SHANGHAI, T0_MS, spec
 
 USERS = {  # user -> (new_user, level, tags)

@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.app import SUBSCRIBED
-from gateway.campaign_ops import keys_of
+from gateway.campaigns.ops import keys_of
 from gateway.keys import CAMPAIGN_INDEX
+from gateway.stack.servers import free_port
 from tests.helpers import DAY_MS, T0_MS, auth, body, claim, published, snapshot
-from tests.services import free_port
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ async def test_blocked(client, ops, redis, blocked):
 async def test_unknown_and_draft_campaigns(client, ops, redis):
     code, data = await claim(client, "u1", "no-such-campaign")
     assert (code, data["reason"]) == (404, "UNKNOWN_CAMPAIGN")
-    from gateway.campaign import decode_spec
+    from gateway.campaigns.spec import decode_spec
     from tests.helpers import spec
 
     draft = await ops.create(decode_spec(spec()))

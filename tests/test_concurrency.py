@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 
-from gateway.campaign_ops import keys_of
+from gateway.campaigns.ops import keys_of
 from tests.helpers import T0_MS, auth, published
 
 USERS = 400

@@ -17,12 +17,12 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway import kafka, metrics
-from gateway.campaign_ops import CampaignOps
-from gateway.campaign_store import CampaignStore
-from gateway.clock import SystemClock
+from gateway.campaigns.ops import CampaignOps
+from gateway.campaigns.store import CampaignStore
+from gateway.platform import clients, metrics
+from gateway.platform.clock import SystemClock
+from gateway.stack.servers import free_port, wait_for_port
 from tests.helpers import auth, body, child_env, open_now, published
-from tests.services import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -133,7 +133,7 @@ def pipeline_of_two(kafka_settings, redis, pool, tmp_path):
         relay_in_gateway=True,
     )  # fmt: skip
     consumer_env = child_env(kafka_settings, metrics_port=consumer_port)
-    asyncio.run(kafka.ensure_topics(kafka_settings))
+    asyncio.run(clients.ensure_topics(kafka_settings))
     processes = [
         subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=gateway_env),
         subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=consumer_env),

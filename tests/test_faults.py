@@ -21,18 +21,18 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 
-from consumer.worker import ClaimConsumer
-from gateway.app import redis_client
-from gateway.campaign import Campaign
-from gateway.campaign_ops import CampaignOps, keys_of
-from gateway.campaign_store import CampaignStore
-from gateway.clock import ManualClock
-from gateway.reconcile import reconcile_campaign
-from gateway.recover import recover
-from gateway.relay import Relay
+from gateway.campaigns.ops import CampaignOps, keys_of
+from gateway.campaigns.spec import Campaign
+from gateway.campaigns.store import CampaignStore
+from gateway.handoff.consumer import ClaimConsumer
+from gateway.handoff.relay import Relay
+from gateway.ops.reconcile import reconcile_campaign
+from gateway.ops.recover import recover
+from gateway.platform.clients import redis_client
+from gateway.platform.clock import ManualClock
+from gateway.stack.servers import RedisServer
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import rows_of, running_consumer, running_relay, wait_until
-from tests.services import RedisServer
 
 
 async def claims_from(
@@ -124,10 +124,10 @@ def duplicates() -> float:
 
 
 async def running_relay_once_and_crash(settings: Any, redis: Any) -> None:
-    from gateway import kafka
+    from gateway.platform import clients
 
-    await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings)
+    await clients.ensure_topics(settings)
+    producer = clients.kafka_producer(settings)
     await producer.start()
     try:
         with pytest.raises(RuntimeError, match="killed"):
@@ -177,14 +177,13 @@ async def test_broker_paused_then_resumed(
     campaign = await published(ops, stock=200)
     told = await claims_from(client, campaign, range(50))
     async with running_consumer(kafka_settings, database_url), running_relay(kafka_settings, redis):
-        assert broker.process is not None
-        broker.process.send_signal(signal.SIGSTOP)
+        broker.signal(signal.SIGSTOP)
         try:
             told |= await claims_from(client, campaign, range(50, 150))  # Kafka is frozen
             assert len(told) == 150, "claims must not depend on Kafka"
             await asyncio.sleep(1.0)
         finally:
-            broker.process.send_signal(signal.SIGCONT)
+            broker.signal(signal.SIGCONT)
         told |= await claims_from(client, campaign, range(150, 200))
         await assert_exactly_once(redis, pool, campaign, told)
 
@@ -192,22 +191,13 @@ async def test_broker_paused_then_resumed(
 @pytest.fixture
 async def own_redis(tmp_path, settings, pool, clock):
     """A Redis with an AOF (appendfsync always) that a test may kill and restart."""
-    server = RedisServer(tmp_path / "redis", aof=True)
-    server.data_dir.mkdir()
-    server.start()
+    server = RedisServer(tmp_path / "redis", aof=True).start()
     own = msgspec.structs.replace(settings, redis_url=server.url)
     client = redis_client(own)
     ops = CampaignOps(CampaignStore(pool), client, clock)
     yield server, own, client, ops
     await client.aclose()
     server.stop()
-
-
-def kill(server: RedisServer) -> None:
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait()
-    server.process = None
 
 
 async def test_redis_restarted_from_its_aof(
@@ -218,7 +208,7 @@ async def test_redis_restarted_from_its_aof(
     client = await make_client(redis_url=server.url)
     campaign = await published(ops, stock=100, perUserLimit=1)
     told = await claims_from(client, campaign, range(60))
-    kill(server)
+    server.kill()
     server.start()
     told |= await claims_from(client, campaign, range(60, 130))  # 40 more fit, and no more
     assert len(told) == 100
@@ -241,7 +231,7 @@ async def test_redis_restored_from_an_older_aof_then_recovered(
         shutil.copytree(server.data_dir, tmp_path / "older")  # the lagging copy
         second = await claims_from(client, campaign, range(40, 80))
         await drained(redis, pool, campaign)
-    kill(server)
+    server.kill()
     shutil.rmtree(server.data_dir)
     shutil.copytree(tmp_path / "older", server.data_dir)
     server.start()
@@ -268,9 +258,9 @@ async def test_gateway_killed_with_sigkill_under_load(
 
     import aiohttp
 
-    from gateway.clock import SystemClock
+    from gateway.platform.clock import SystemClock
+    from gateway.stack.servers import free_port, wait_for_port
     from tests.helpers import auth, child_env, open_now, published
-    from tests.services import free_port, wait_for_port
 
     ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
     campaign = await published(ops, stock=2000, **open_now())
@@ -282,9 +272,9 @@ async def test_gateway_killed_with_sigkill_under_load(
         metrics_dir=str(tmp_path / "metrics"),
         relay_in_gateway=True,
     )
-    from gateway import kafka
+    from gateway.platform import clients
 
-    await kafka.ensure_topics(kafka_settings)
+    await clients.ensure_topics(kafka_settings)
     gateway = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "serve", env=env, start_new_session=True
     )
@@ -333,15 +323,13 @@ async def own_postgres():
     import tempfile
     from pathlib import Path
 
-    from gateway import db
-    from tests.services import PostgresServer
+    from gateway.platform.migrations import migrate_database
+    from gateway.stack.servers import PostgresServer
 
     home = Path(tempfile.mkdtemp(prefix="flashclaim-pg-"))  # outside root-only pytest dirs
     server = PostgresServer(home / "data")
     server.init().start()
-    conn = await asyncpg.connect(server.url)
-    await db.migrate(conn)
-    await conn.close()
+    await migrate_database(server.url)
     yield server
     with contextlib.suppress(Exception):
         server.stop()
@@ -383,8 +371,8 @@ async def test_broker_killed_and_restarted(
     topics are created again, and a fresh relay and consumer finish the job. Clients
     riding out an unreachable broker are the SIGSTOP test's subject.
     """
-    from gateway import kafka
-    from tests.services import KafkaBroker
+    from gateway.platform import clients
+    from gateway.stack.servers import KafkaBroker
 
     broker = KafkaBroker().start()  # its own, as this test kills it
     settings = msgspec.structs.replace(kafka_settings, kafka_bootstrap=broker.bootstrap)
@@ -395,15 +383,13 @@ async def test_broker_killed_and_restarted(
             async with running_consumer(settings, database_url):
                 told = await claims_from(client, campaign, range(100))
                 await drained(redis, pool, campaign)
-            assert broker.process is not None
-            broker.process.kill()
-            broker.process.wait()
+            broker.kill()
             told |= await claims_from(client, campaign, range(100, 200))
             await asyncio.sleep(1.0)
             assert await redis.xlen(keys_of(campaign).outbox) == 100, "the outbox holds them"
         await asyncio.to_thread(broker.stop)
         await asyncio.to_thread(broker.start)
-        await kafka.ensure_topics(settings)
+        await clients.ensure_topics(settings)
         async with (
             running_consumer(settings, database_url),
             running_relay(settings, redis, name="relay-after"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.campaign_ops import keys_of
+from gateway.campaigns.ops import keys_of
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import running_consumer, wait_until
 
@@ -44,10 +44,10 @@ async def test_undecodable_message_goes_to_the_dead_letter_topic(
     from aiokafka import AIOKafkaConsumer
     from prometheus_client import REGISTRY
 
-    from gateway import kafka
+    from gateway.platform import clients
 
-    await kafka.ensure_topics(kafka_settings)
-    producer = kafka.producer(kafka_settings)
+    await clients.ensure_topics(kafka_settings)
+    producer = clients.kafka_producer(kafka_settings)
     await producer.start()
     await producer.send_and_wait(kafka_settings.claims_topic, b'{"not": "a claim"}', key=b"x")
     await producer.stop()

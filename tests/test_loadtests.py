@@ -16,7 +16,7 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.services import free_port
+from gateway.stack.servers import free_port
 from tests.stack import LocalStack
 
 LOCUST_TIMEOUT_S = 100

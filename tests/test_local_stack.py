@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from gateway.auth import mint
-from gateway.local import DEMO_CAMPAIGN, answers
+from gateway.platform.auth import mint
+from gateway.stack.local import DEMO_CAMPAIGN
+from gateway.stack.servers import answers, free_port
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, body
-from tests.services import free_port
 from tests.stack import LocalStack
 
 

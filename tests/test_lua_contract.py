@@ -7,9 +7,10 @@ import re
 import pytest
 from redis.exceptions import ResponseError
 
-from gateway.campaign_ops import keys_of
+from gateway.campaigns.ops import keys_of
+from gateway.claim.script import Batch, ClaimInput, ClaimScript
+from gateway.platform.lua import lua_dir, source
 from gateway.reasons import Reason
-from gateway.scripts import SCRIPT_NAMES, Scripts, lua_dir, source
 from tests.helpers import T0_MS, published, snapshot
 
 
@@ -25,12 +26,8 @@ def test_script_codes_match_the_reason_enum():
     assert header == codes
 
 
-def test_every_lua_file_is_registered():
-    assert sorted(p.stem for p in lua_dir().glob("*.lua")) == sorted(SCRIPT_NAMES)
-
-
 def test_scripts_never_build_key_names():
-    for name in SCRIPT_NAMES:
+    for name in (p.stem for p in lua_dir().glob("*.lua")):
         code = "\n".join(
             line for line in source(name).splitlines() if not line.strip().startswith("--")
         )
@@ -50,38 +47,13 @@ def test_scripts_never_build_key_names():
 )
 async def test_malformed_call_is_refused_before_any_write(redis, ops, clock, mangle):
     campaign = await published(ops)
-    keys = keys_of(campaign)
-    good_keys = [
-        keys.config,
-        keys.counters,
-        keys.users,
-        keys.devices,
-        keys.blocked,
-        keys.holds,
-        keys.outbox,
-        keys.daily("20261111"),
-        keys.users_daily("20261111"),
-        keys.request("req-00000001"),
-    ]
-    good_args: list[str | int] = [
-        T0_MS + 1,
-        T0_MS + 86_400_000,
-        60,
-        1000,
-        1,
-        "u1",
-        "d1",
-        "req-00000001",
-        "coupon-1",
-        0,
-        0,
-        "",
-        "seckill",
-    ]
-    script = Scripts(redis).claim
-    assert (await script(good_keys, good_args))[0][0][0] == 0  # the well-formed call works
+    claim = ClaimInput("u1", "d1", "req-00000001", "coupon-1", False, 0, "", "seckill")
+    batch = Batch(keys_of(campaign), "20261111", T0_MS + 1, T0_MS + 86_400_000, 60, 1000, [claim])
+    good_keys, good_args = batch.call()
+    script = ClaimScript(redis)
+    assert (await script.raw(good_keys, good_args))[0][0][0] == 0  # well-formed works
     before = await snapshot(redis, campaign)
     bad_keys, bad_args = mangle(good_keys, good_args)
     with pytest.raises(ResponseError, match="malformed"):
-        await script(bad_keys, bad_args)
+        await script.raw(bad_keys, bad_args)
     assert await snapshot(redis, campaign) == before

@@ -15,14 +15,14 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app, redis_client
-from gateway.campaign_ops import CampaignOps
-from gateway.campaign_store import CampaignStore
-from gateway.local import redis_binary, shipped_binary
-from gateway.relay import outbox_backlog
+from gateway.app import create_app
+from gateway.campaigns.ops import CampaignOps
+from gateway.campaigns.store import CampaignStore
+from gateway.handoff.relay import outbox_backlog
+from gateway.platform.clients import redis_client
+from gateway.stack.servers import RedisServer, redis_binary, shipped_binary
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import running_relay, wait_until
-from tests.services import RedisServer
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.campaign_ops import CampaignOps
-from gateway.campaign_store import CampaignStore
-from gateway.clock import SystemClock
+from gateway.campaigns.ops import CampaignOps
+from gateway.campaigns.store import CampaignStore
+from gateway.platform.clock import SystemClock
+from gateway.stack.servers import free_port, wait_for_port
 from tests.helpers import auth, child_env, open_now, published
-from tests.services import free_port, wait_for_port
 
 
 @pytest.fixture

@@ -1,1 +1,0 @@
-"""The consumer: accepted claims from Kafka into PostgreSQL, each exactly once in effect."""

@@ -1,0 +1,251 @@
+"""Campaigns (coupon templates): what an operator sets up, checked field by field.
+
+A ``CampaignSpec`` is what operators write (JSON, camelCase, amounts in integer cents).
+``validate_spec`` refuses a spec that cannot be run with one message per bad field.
+``Campaign`` is a stored spec with its lifecycle status. ``redis_config`` flattens a
+campaign into the hash ``claim.lua`` reads; PostgreSQL stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from gateway.identifiers import CampaignId, Label
+
+MAX_CENTS = 100_000_000_000  # one billion yuan: far above any real coupon budget
+MAX_COUNT = 1_000_000_000
+
+Cents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Kind(enum.StrEnum):
+    """What the coupon does at checkout."""
+
+    CASH_OFF = "cash_off"  # 满减: faceValue off an order of at least threshold
+    PERCENT_OFF = "percent_off"  # 折扣: percentOff off, at most maxDiscount
+    NO_THRESHOLD = "no_threshold"  # 无门槛: faceValue off any order
+    FREE_ORDER = "free_order"  # 免单: the whole order, at most maxDiscount
+    POINTS_EXCHANGE = "points_exchange"  # 积分兑换: faceValue, bought with pointsCost points
+
+
+class Status(enum.StrEnum):
+    """Where a campaign is in its life."""
+
+    DRAFT = "draft"  # stored, not yet in Redis: claims answer UNKNOWN_CAMPAIGN
+    ACTIVE = "active"  # published: claims are decided
+    PAUSED = "paused"  # published, claims answer PAUSED
+    RECOVERING = "recovering"  # Redis state being rebuilt: claims answer UNAVAILABLE
+
+
+class _ValidityMode(msgspec.Struct, tag_field="mode", rename="camel", forbid_unknown_fields=True):
+    """A way of setting each coupon's expiry; ``mode`` names it in JSON."""
+
+
+class FixedWindow(_ValidityMode, tag="fixed"):
+    """Every coupon is valid in the same window."""
+
+    valid_from: AwareTime
+    valid_until: AwareTime
+
+
+class DaysAfterClaim(_ValidityMode, tag="days_after_claim"):
+    """Each coupon is valid for ``days`` days from its claim."""
+
+    days: Annotated[int, msgspec.Meta(ge=1, le=3650)]
+
+
+class EndOfClaimDay(_ValidityMode, tag="end_of_claim_day"):
+    """Each coupon is valid until midnight of its claim day, in the campaign's time zone."""
+
+
+Validity = FixedWindow | DaysAfterClaim | EndOfClaimDay
+
+
+class Audience(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    """Who may claim, judged on facts in the verified token."""
+
+    new_users_only: bool = False
+    min_level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    tags: list[Label] = msgspec.field(default_factory=list)  # any one of them suffices
+
+
+class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    """A campaign as an operator writes it."""
+
+    id: CampaignId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    kind: Kind
+    face_value_cents: Cents = 0
+    threshold_cents: Cents = 0
+    percent_off: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    max_discount_cents: Cents = 0
+    points_cost: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 0
+    stock: Count
+    daily_stock: Count | None = None
+    budget_cents: Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)] | None = None
+    per_user_limit: Count = 1
+    per_user_daily_limit: Count | None = None
+    per_device_limit: Count | None = None
+    starts_at: AwareTime
+    ends_at: AwareTime
+    time_zone: str = "Asia/Shanghai"
+    validity: Validity = msgspec.field(default_factory=EndOfClaimDay)
+    audience: Audience = msgspec.field(default_factory=Audience)
+    exclusion_group: Label | None = None
+    channels: list[Label] = msgspec.field(default_factory=list)  # empty: every channel
+
+    @property
+    def value_cents(self) -> int:
+        """The most one coupon can cost the campaign: what it draws from the budget."""
+        if self.kind in (Kind.PERCENT_OFF, Kind.FREE_ORDER):
+            return self.max_discount_cents
+        return self.face_value_cents
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The campaign's time zone (validated before a spec is ever stored)."""
+        return ZoneInfo(self.time_zone)
+
+
+class Campaign(CampaignSpec, kw_only=True):
+    """A stored campaign: its spec plus where it is in its life."""
+
+    status: Status = Status.DRAFT
+    version: int = 1
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    """One reason a spec was refused, naming the field (camelCase, dotted)."""
+
+    field: str
+    message: str
+
+
+class InvalidSpec(ValueError):
+    """A campaign spec was refused; ``errors`` says why, field by field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+def decode_spec(data: bytes | dict[str, object]) -> CampaignSpec:
+    """Decode and validate a spec from JSON bytes or a dict; raise ``InvalidSpec``."""
+    try:
+        if isinstance(data, bytes | bytearray):
+            spec = msgspec.json.decode(data, type=CampaignSpec)
+        else:
+            spec = msgspec.convert(data, CampaignSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidSpec([_field_error(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidSpec([FieldError("$", f"not valid JSON: {exc}")]) from None
+    validate_spec(spec)
+    return spec
+
+
+def _field_error(message: str) -> FieldError:
+    text, sep, path = message.rpartition(" - at `$")
+    if not sep:
+        match = re.search(r"`([^`]+)`", message)
+        return FieldError(match.group(1) if match else "$", message)
+    return FieldError(path.rstrip("`").lstrip(".") or "$", text)
+
+
+def validate_spec(spec: CampaignSpec) -> None:
+    """Check the rules types alone cannot; raise ``InvalidSpec`` listing every broken one."""
+    errors = [FieldError(f, m) for f, m in _rule_violations(spec)]
+    if errors:
+        raise InvalidSpec(errors)
+
+
+def _rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
+    found = _kind_violations(spec)
+    if spec.daily_stock is not None and spec.daily_stock > spec.stock:
+        found.append(("dailyStock", "must not exceed stock"))
+    if spec.budget_cents is not None and spec.budget_cents < spec.value_cents:
+        found.append(("budgetCents", "must cover at least one coupon's value"))
+    if spec.per_user_daily_limit is not None and spec.per_user_daily_limit > spec.per_user_limit:
+        found.append(("perUserDailyLimit", "must not exceed perUserLimit"))
+    if spec.ends_at <= spec.starts_at:
+        found.append(("endsAt", "must be after startsAt"))
+    try:
+        ZoneInfo(spec.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        found.append(("timeZone", f"unknown time zone {spec.time_zone!r}"))
+    if isinstance(spec.validity, FixedWindow):
+        if spec.validity.valid_until <= spec.validity.valid_from:
+            found.append(("validity.validUntil", "must be after validFrom"))
+        if spec.validity.valid_until <= spec.starts_at:
+            found.append(("validity.validUntil", "must be after startsAt"))
+    return found
+
+
+def _kind_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    face_valued = (Kind.CASH_OFF, Kind.NO_THRESHOLD, Kind.POINTS_EXCHANGE)
+    if spec.kind in face_valued and spec.face_value_cents <= 0:
+        found.append(("faceValueCents", f"must be positive for {spec.kind}"))
+    if spec.kind is Kind.CASH_OFF and spec.threshold_cents <= spec.face_value_cents:
+        found.append(("thresholdCents", "must exceed faceValueCents for cash_off"))
+    if spec.kind is Kind.NO_THRESHOLD and spec.threshold_cents:
+        found.append(("thresholdCents", "must be 0 for no_threshold"))
+    if spec.kind is Kind.PERCENT_OFF and not 1 <= spec.percent_off <= 99:
+        found.append(("percentOff", "must be between 1 and 99 for percent_off"))
+    if spec.kind in (Kind.PERCENT_OFF, Kind.FREE_ORDER) and spec.max_discount_cents <= 0:
+        found.append(("maxDiscountCents", f"must be positive for {spec.kind}"))
+    if spec.kind is Kind.POINTS_EXCHANGE and spec.points_cost <= 0:
+        found.append(("pointsCost", "must be positive for points_exchange"))
+    return found
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def redis_config(campaign: Campaign) -> dict[str, str | int]:
+    """The flat hash ``claim.lua`` and the gateway's caches read (0 means "no limit")."""
+    validity = campaign.validity
+    config: dict[str, str | int] = {
+        "cid": campaign.id,
+        "status": campaign.status.value,
+        "version": campaign.version,
+        "start": _ms(campaign.starts_at),
+        "end": _ms(campaign.ends_at),
+        "tz": campaign.time_zone,
+        "stock": campaign.stock,
+        "dstock": campaign.daily_stock or 0,
+        "budget": campaign.budget_cents or 0,
+        "value": campaign.value_cents,
+        "ulimit": campaign.per_user_limit,
+        "udlimit": campaign.per_user_daily_limit or 0,
+        "dlimit": campaign.per_device_limit or 0,
+        "newonly": int(campaign.audience.new_users_only),
+        "minlevel": campaign.audience.min_level,
+        "tags": _csv(campaign.audience.tags),
+        "channels": _csv(campaign.channels),
+        "group": campaign.exclusion_group or "",
+        "vmode": "fixed",
+        "vuntil": 0,
+        "vdays": 0,
+    }
+    if isinstance(validity, FixedWindow):
+        config["vuntil"] = _ms(validity.valid_until)
+    elif isinstance(validity, DaysAfterClaim):
+        config.update(vmode="days", vdays=validity.days)
+    else:
+        config["vmode"] = "eod"
+    return config
+
+
+def _csv(items: list[str]) -> str:
+    """``",a,b,"``: Lua finds ``",a,"`` in it with a plain ``string.find``."""
+    return f",{','.join(items)}," if items else ""

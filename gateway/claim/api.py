@@ -1,0 +1,90 @@
+"""The claim endpoint.
+
+``POST /api/coupon/issue``: verify the bearer token, decode and validate the body, let
+the ``ClaimService`` decide, answer with the reason's status and body. Nothing a client
+sends can make it answer 500: every refusal has a reason.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from gateway.claim.service import ClaimRequest, ClaimService, Outcome
+from gateway.platform import metrics
+from gateway.platform.auth import TokenError
+from gateway.platform.http import SETTINGS, TOKENS, json_response, refusal
+from gateway.platform.settings import Settings
+from gateway.reasons import Reason
+
+CLAIMS = web.AppKey("claims", ClaimService)
+
+_decoder = msgspec.json.Decoder(ClaimRequest)
+
+
+def routes() -> list[web.RouteDef]:
+    """The claim API's routes."""
+    return [web.post("/api/coupon/issue", issue)]
+
+
+async def issue(request: web.Request) -> web.Response:
+    """Claim a coupon: ``{"campaignId", "requestId", "deviceId", "channel"}``."""
+    app = request.app
+    try:
+        claimant = app[TOKENS].verify(request.headers.get("Authorization"))
+    except TokenError as exc:
+        return _counted(refusal(Reason.UNAUTHORIZED, str(exc)), "", Reason.UNAUTHORIZED)
+    if request.content_type != "application/json":
+        return _invalid("Content-Type must be application/json", 415)
+    body = await request.read()  # over client_max_size: 413 via the middleware
+    try:
+        claim = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        return _invalid(str(exc), 422)
+    except msgspec.DecodeError as exc:
+        return _invalid(f"body is not valid JSON: {exc}", 400)
+    try:
+        outcome = await app[CLAIMS].claim(claimant, claim, _client_ip(request, app[SETTINGS]))
+    except (RedisError, OSError) as exc:  # OSError covers our own batch TimeoutError
+        metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
+        outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
+    campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id
+    if outcome.replayed:
+        metrics.REPLAYS.labels(campaign).inc()
+    return _counted(_answer(outcome), campaign, outcome.reason)
+
+
+def _answer(outcome: Outcome) -> web.Response:
+    if outcome.reason is not Reason.ACCEPTED:
+        return refusal(outcome.reason, retry_after_s=outcome.retry_after_s)
+    response = json_response(
+        {
+            "code": 0,
+            "reason": Reason.ACCEPTED.value,
+            "couponId": outcome.coupon_id,
+            "expiresAt": outcome.expires_at,
+        }
+    )
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _counted(response: web.Response, campaign: str, reason: Reason) -> web.Response:
+    metrics.child(metrics.CLAIMS, campaign, reason.value).inc()
+    return response
+
+
+def _invalid(message: str, status: int) -> web.Response:
+    return _counted(
+        refusal(Reason.INVALID_REQUEST, message, status=status), "", Reason.INVALID_REQUEST
+    )
+
+
+def _client_ip(request: web.Request, settings: Settings) -> str:
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.remote or ""

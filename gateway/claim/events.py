@@ -1,0 +1,57 @@
+"""The accepted-claim event: what the outbox holds, Kafka carries and the consumer stores.
+
+``claim.lua`` writes an outbox entry with short field names; the relay turns it into a
+``ClaimEvent`` (JSON, camelCase) keyed by user id; the consumer decodes it back. Amounts
+are integer cents, times epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from gateway.identifiers import CampaignId, Label
+
+
+class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
+    """One accepted claim."""
+
+    coupon_id: Annotated[str, msgspec.Meta(min_length=32, max_length=36)]
+    campaign_id: CampaignId
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    device_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    channel: Label
+    value_cents: Annotated[int, msgspec.Meta(ge=0)]
+    claimed_at_ms: int
+    expires_at_ms: int
+
+    @classmethod
+    def from_outbox(cls, fields: dict[str, str]) -> ClaimEvent:
+        """The event of an outbox entry written by ``claim.lua``."""
+        return cls(
+            coupon_id=fields["coupon"],
+            campaign_id=fields["campaign"],
+            user_id=fields["user"],
+            device_id=fields["device"],
+            request_id=fields["request"],
+            channel=fields["channel"],
+            value_cents=int(fields["value"]),
+            claimed_at_ms=int(fields["at"]),
+            expires_at_ms=int(fields["expires"]),
+        )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ClaimEvent)
+
+
+def encode(event: ClaimEvent) -> bytes:
+    """JSON bytes of an event."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes) -> ClaimEvent:
+    """An event from JSON bytes; raises ``msgspec.ValidationError``/``DecodeError``."""
+    return _decoder.decode(data)

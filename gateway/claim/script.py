@@ -1,0 +1,171 @@
+"""The call contract of ``lua/claim.lua``, in one typed place.
+
+Whoever runs the script or reads what it wrote goes through here: the claim service
+builds its KEYS and ARGV with ``call``, decodes the reply with ``decode``; recover writes
+replay records with ``ReplayRecord.encode`` and reconcile reads them with
+``ReplayRecord.parse``. The script's header says the same in Lua's terms; the contract
+test holds the two together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.keys import CampaignKeys
+from gateway.platform import lua
+from gateway.reasons import Reason
+
+#: ARGV holds these before the claims; each claim then takes ``STRIDE`` values.
+HEADER_ARGS = 5
+STRIDE = 8
+
+
+def coupon_id_for(campaign_id: str, user_id: str, request_id: str) -> str:
+    """The coupon a claim issues: the same claim always names the same coupon, end to end,
+    so a replay after any loss lands on the same database row."""
+    digest = hashlib.blake2b(
+        f"{campaign_id}\x00{user_id}\x00{request_id}".encode(), digest_size=16
+    ).digest()
+    return str(uuid.UUID(bytes=digest))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInput:
+    """One claim as the script sees it."""
+
+    user_id: str
+    device_id: str
+    request_id: str
+    coupon_id: str
+    new_user: bool
+    level: int
+    tags: str  # ",a,b," (the form the script searches), "" for none
+    channel: str
+
+    def args(self) -> list[str | int]:
+        """This claim's ``STRIDE`` ARGV values, in the script's order."""
+        return [
+            self.user_id,
+            self.device_id,
+            self.request_id,
+            self.coupon_id,
+            int(self.new_user),
+            self.level,
+            self.tags,
+            self.channel,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Everything one call decides: a campaign's claims at one instant."""
+
+    keys: CampaignKeys
+    day: str  # YYYYMMDD in the campaign's zone
+    now_ms: int
+    day_end_ms: int
+    replay_ttl_s: int
+    outbox_max_len: int
+    claims: Sequence[ClaimInput]
+
+    def call(self) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of the script call deciding this batch."""
+        keys = self.keys
+        names = [
+            keys.config,
+            keys.counters,
+            keys.users,
+            keys.devices,
+            keys.blocked,
+            keys.holds,
+            keys.outbox,
+            keys.daily(self.day),
+            keys.users_daily(self.day),
+        ]
+        args: list[str | int] = [
+            self.now_ms,
+            self.day_end_ms,
+            self.replay_ttl_s,
+            self.outbox_max_len,
+            len(self.claims),
+        ]
+        for claim in self.claims:
+            names.append(keys.request(claim.request_id))
+            args += claim.args()
+        return names, args
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The script's answer to one claim."""
+
+    reason: Reason
+    coupon_id: str
+    expires_at_ms: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The script's answer to a batch, with the campaign's figures after it."""
+
+    decisions: list[Decision]
+    outbox_length: int
+    issued: int
+    stock: int
+
+
+def decode(reply: Sequence[Any]) -> Decided:
+    """The typed form of the script's reply."""
+    results, outbox_length, issued, stock = reply
+    return Decided(
+        [
+            Decision(Reason.from_code(int(code)), str(coupon), int(expires), bool(replayed))
+            for code, coupon, expires, replayed in results
+        ],
+        int(outbox_length),
+        int(issued),
+        int(stock),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRecord:
+    """What the script remembers of an accepted requestId, to answer its retries."""
+
+    user_id: str
+    device_id: str
+    coupon_id: str
+    expires_at_ms: int
+
+    def encode(self) -> str:
+        """The stored form: tab-separated, as ``claim.lua`` writes it."""
+        return f"{self.user_id}\t{self.device_id}\t{self.coupon_id}\t{self.expires_at_ms}"
+
+    @classmethod
+    def parse(cls, text: str) -> ReplayRecord:
+        """Read a stored record."""
+        user, device, coupon, expires = text.split("\t")
+        return cls(user, device, coupon, int(expires))
+
+
+class ClaimScript:
+    """``claim.lua`` registered on one Redis client."""
+
+    def __init__(self, redis: Redis, major_version: int = 7) -> None:
+        self._script = lua.register(redis, "claim", major_version)
+
+    async def __call__(self, batch: Batch) -> Decided:
+        """Decide ``batch`` in one atomic call."""
+        keys, args = batch.call()
+        return decode(await self._script(keys, args))
+
+    async def raw(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Call with KEYS and ARGV as given (the contract tests send malformed calls)."""
+        return await self._script(keys, args)

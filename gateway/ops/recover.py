@@ -1,0 +1,174 @@
+"""``flashclaim recover``: rebuild a campaign's Redis state after Redis lost data.
+
+Redis is the gate, PostgreSQL the record. After a restart without AOF, a failover to a
+lagging replica or a restore from an older file, Redis's counters may have *rewound*,
+which would let it issue coupons twice. Recovery, per campaign:
+
+1. marks the campaign ``recovering``: claims are answered UNAVAILABLE from here on;
+2. reads every persisted claim (PostgreSQL) and every claim still waiting in the outbox
+   (read after step 1, so no claim decided before it is missed);
+3. rewrites the counters from those claims: issued, spent, per-day issued, per-user and
+   per-device totals, per-user per-day counts, exclusion-group holdings and the replay
+   records of claims still inside the replay window;
+4. puts the campaign back in its recorded status (active or paused).
+
+Issued never exceeds stock afterwards: it counts every claim anyone still knows of.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from gateway.campaigns.commands import print_json
+from gateway.campaigns.ops import CampaignOps, keys_of
+from gateway.campaigns.spec import Campaign, Status
+from gateway.campaigns.store import CampaignStore
+from gateway.claim.events import ClaimEvent
+from gateway.claim.script import ReplayRecord
+from gateway.keys import CAMPAIGN_EVENTS
+from gateway.platform.clients import open_clients
+from gateway.platform.clock import Clock, SystemClock, day_of
+from gateway.platform.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a recovery rebuilt."""
+
+    campaign_id: str
+    persisted: int
+    in_outbox: int
+    issued: int
+    stock: int
+
+
+async def stored_claims(pool: asyncpg.Pool, campaign: Campaign) -> dict[str, ClaimEvent]:
+    """The claims of ``campaign`` persisted in PostgreSQL, by coupon id."""
+    rows = await pool.fetch(
+        "SELECT coupon_id::text, user_id, device_id, request_id, channel, value_cents,"
+        " (extract(epoch FROM claimed_at) * 1000)::bigint AS at,"
+        " (extract(epoch FROM expires_at) * 1000)::bigint AS expires"
+        " FROM coupons WHERE campaign_id = $1",
+        campaign.id,
+    )
+    return {
+        row["coupon_id"]: ClaimEvent(
+            coupon_id=row["coupon_id"],
+            campaign_id=campaign.id,
+            user_id=row["user_id"],
+            device_id=row["device_id"],
+            request_id=row["request_id"],
+            channel=row["channel"],
+            value_cents=row["value_cents"],
+            claimed_at_ms=row["at"],
+            expires_at_ms=row["expires"],
+        )
+        for row in rows
+    }
+
+
+async def outbox_claims(redis: Redis, campaign: Campaign) -> list[ClaimEvent]:
+    """The claims waiting in a campaign's outbox (relayed ones are deleted from it)."""
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(  # type: ignore[assignment]
+        keys_of(campaign).outbox
+    )
+    return [ClaimEvent.from_outbox(fields) for _, fields in entries]
+
+
+async def recover(
+    ops: CampaignOps,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    clock: Clock,
+    settings: Settings,
+    campaign_id: str,
+) -> Recovered:
+    """Rebuild one campaign's Redis state from PostgreSQL and its outbox, then reopen it."""
+    campaign = await ops.store.get(campaign_id)
+    keys = keys_of(campaign)
+    await redis.hset(keys.config, "status", Status.RECOVERING.value)
+    await redis.publish(CAMPAIGN_EVENTS, campaign.id)
+    stored = await stored_claims(pool, campaign)
+    waiting = [c for c in await outbox_claims(redis, campaign) if c.coupon_id not in stored]
+    claims = [*stored.values(), *waiting]
+    await _rewrite(redis, campaign, claims, clock.now_ms(), settings.replay_ttl_s)
+    await ops.publish(campaign.id)  # config from the record, status as recorded, announced
+    stock = int(await redis.hget(keys.config, "stock") or 0)
+    return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock)
+
+
+async def _rewrite(
+    redis: Redis, campaign: Campaign, claims: list[ClaimEvent], now_ms: int, replay_ttl_s: int
+) -> None:
+    keys = keys_of(campaign)
+    zone = campaign.zone
+    days = Counter(day_of(c.claimed_at_ms, zone).label for c in claims)
+    users = Counter(c.user_id for c in claims)
+    devices = Counter(c.device_id for c in claims)
+    today = day_of(now_ms, zone)
+    users_today = Counter(
+        c.user_id for c in claims if day_of(c.claimed_at_ms, zone).label == today.label
+    )
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.counters,
+            mapping={
+                "issued": len(claims),
+                "spent": sum(c.value_cents for c in claims),
+            },
+        )
+        pipe.delete(keys.users, keys.devices, keys.users_daily(today.label))
+        if users:
+            pipe.hset(keys.users, mapping=_any(users))
+        if devices and campaign.per_device_limit:
+            pipe.hset(keys.devices, mapping=_any(devices))
+        if users_today and campaign.per_user_daily_limit:
+            pipe.hset(keys.users_daily(today.label), mapping=_any(users_today))
+            pipe.pexpire(keys.users_daily(today.label), today.end_ms - now_ms + 2 * DAY_MS)
+        for label, count in days.items():
+            pipe.set(keys.daily(label), count, px=max(today.end_ms - now_ms, 0) + 2 * DAY_MS)
+        for claim in sorted(claims, key=lambda c: c.expires_at_ms):  # latest holding last
+            _replay_and_hold(pipe, campaign, claim, now_ms, replay_ttl_s)
+        await pipe.execute()
+
+
+def _replay_and_hold(
+    pipe: Pipeline, campaign: Campaign, claim: ClaimEvent, now_ms: int, replay_ttl_s: int
+) -> None:
+    """Queue the replay record (if still inside the window) and the group holding."""
+    keys = keys_of(campaign)
+    left_s = replay_ttl_s - (now_ms - claim.claimed_at_ms) // 1000
+    if left_s > 0:
+        record = ReplayRecord(claim.user_id, claim.device_id, claim.coupon_id, claim.expires_at_ms)
+        pipe.set(keys.request(claim.request_id), record.encode(), ex=left_s)
+    if campaign.exclusion_group and claim.expires_at_ms > now_ms:
+        pipe.hset(keys.holds, claim.user_id, f"{campaign.id}:{claim.expires_at_ms}")
+
+
+def _any(counts: Counter[str]) -> Mapping[Any, Any]:
+    """A Counter as the mapping redis-py's hset accepts."""
+    return dict(counts)
+
+
+async def command(settings: Settings, campaign_ids: list[str]) -> int:
+    """``flashclaim recover [ID …]``: recover the campaigns (default: every published one)
+    and print what was rebuilt, as JSON."""
+    async with open_clients(settings) as opened:
+        ops = CampaignOps(CampaignStore(opened.pool), opened.redis, SystemClock())
+        ids = campaign_ids or [c.id for c in await ops.store.all() if c.status is not Status.DRAFT]
+        print_json(
+            [
+                await recover(ops, opened.pool, opened.redis, SystemClock(), settings, cid)
+                for cid in ids
+            ]
+        )
+    return 0

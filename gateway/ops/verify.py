@@ -1,0 +1,196 @@
+"""``flashclaim verify``: the verdict after a load test (or a real night).
+
+Waits until the pipeline has drained (outboxes empty, consumer lag zero), then checks every
+chosen campaign against the invariants that must hold whatever the traffic was:
+
+* no oversell: coupons issued (Redis) and rows (PostgreSQL) within the stock;
+* nothing lost: every accepted claim has its row; nothing extra: every row was accepted;
+* no duplicates: one row per requestId;
+* no user past the per-user or per-user-per-day limit, no device past its limit;
+* the money budget, in cents, not exceeded.
+
+It prints one table row per campaign, with the claims refused by reason when a gateway's
+``/metrics`` is given, and exits non-zero when any invariant is broken.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from gateway.campaigns.spec import Campaign, Status
+from gateway.campaigns.store import CampaignStore
+from gateway.ops.drain import drain
+from gateway.ops.reconcile import reconcile_campaign
+from gateway.platform.clients import open_clients
+from gateway.platform.settings import Settings
+
+
+@dataclass
+class Verdict:
+    """One campaign's figures after a run, and what (if anything) broke."""
+
+    campaign_id: str
+    stock: int
+    accepted: int
+    rows: int
+    budget_cents: int
+    budget_used_cents: int
+    refused: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    lost: int = 0
+    extra: int = 0
+    users_over_limit: int = 0
+    users_over_daily_limit: int = 0
+    devices_over_limit: int = 0
+
+    @property
+    def problems(self) -> list[str]:
+        """The invariants this campaign broke, in words."""
+        found = []
+        if max(self.accepted, self.rows) > self.stock:
+            found.append(f"oversold: {max(self.accepted, self.rows)} > stock {self.stock}")
+        if self.budget_cents and self.budget_used_cents > self.budget_cents:
+            found.append(f"over budget: {self.budget_used_cents} > {self.budget_cents} cents")
+        for name in (
+            "duplicates",
+            "lost",
+            "extra",
+            "users_over_limit",
+            "users_over_daily_limit",
+            "devices_over_limit",
+        ):
+            if count := getattr(self, name):
+                found.append(f"{name.replace('_', ' ')}: {count}")
+        return found
+
+
+async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) -> Verdict:
+    """Check one campaign; call after the pipeline has drained."""
+    report = await reconcile_campaign(pool, redis, campaign)
+    row = await pool.fetchrow(
+        """
+        SELECT count(*) - count(DISTINCT request_id) AS duplicates,
+               coalesce(sum(value_cents), 0) AS used
+          FROM coupons WHERE campaign_id = $1
+        """,
+        campaign.id,
+    )
+    assert row is not None
+    return Verdict(
+        campaign_id=campaign.id,
+        stock=report.stock,
+        accepted=report.issued,
+        rows=report.rows,
+        budget_cents=campaign.budget_cents or 0,
+        budget_used_cents=int(row["used"]),
+        duplicates=int(row["duplicates"]),
+        lost=max(len(report.missing), report.issued - report.rows - report.outbox),
+        extra=max(len(report.extra), report.rows - report.issued),
+        users_over_limit=await _over(pool, campaign, "user_id", campaign.per_user_limit),
+        users_over_daily_limit=await _over(
+            pool,
+            campaign,
+            "user_id, (claimed_at AT TIME ZONE $3)::date",
+            campaign.per_user_daily_limit or 0,
+        ),
+        devices_over_limit=await _over(pool, campaign, "device_id", campaign.per_device_limit or 0),
+    )
+
+
+async def _over(pool: asyncpg.Pool, campaign: Campaign, group_by: str, limit: int) -> int:
+    """How many groups of the campaign's rows (users, user-days, devices) exceed ``limit``."""
+    if limit <= 0:
+        return 0
+    query = (
+        f"SELECT count(*) FROM (SELECT 1 FROM coupons WHERE campaign_id = $1"
+        f" GROUP BY {group_by} HAVING count(*) > $2) AS over"
+    )
+    args: list[object] = [campaign.id, limit]
+    if "$3" in group_by:
+        args.append(campaign.time_zone)
+    return int(await pool.fetchval(query, *args))
+
+
+def refused_by_reason(metrics_text: str) -> dict[str, Counter[str]]:
+    """``flashclaim_claims_total`` per campaign and reason, ACCEPTED left out."""
+    refused: dict[str, Counter[str]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "flashclaim_claims":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels["reason"] != "ACCEPTED":
+                by_reason = refused.setdefault(sample.labels["campaign"], Counter())
+                by_reason[sample.labels["reason"]] += int(sample.value)
+    return refused
+
+
+def fetch_metrics(url: str) -> str:
+    """The text of a gateway's ``/metrics`` (summed across its workers)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def render(verdicts: list[Verdict]) -> str:
+    """The verdict table: one row per campaign, then the broken invariants, if any."""
+    header = (
+        f"{'campaign':<28} {'stock':>8} {'accepted':>8} {'rows':>8} {'dup':>4} {'lost':>4}"
+        f" {'users>':>6} {'devs>':>5} {'budget used':>14}  refused by reason"
+    )
+    lines = [header, "-" * len(header)]
+    for v in verdicts:
+        budget = f"{v.budget_used_cents}/{v.budget_cents}" if v.budget_cents else "-"
+        refused = ", ".join(f"{reason} {n}" for reason, n in v.refused.most_common()) or "-"
+        lines.append(
+            f"{v.campaign_id:<28} {v.stock:>8} {v.accepted:>8} {v.rows:>8} {v.duplicates:>4}"
+            f" {v.lost:>4} {v.users_over_limit + v.users_over_daily_limit:>6}"
+            f" {v.devices_over_limit:>5} {budget:>14}  {refused}"
+        )
+    broken = [f"  {v.campaign_id}: {problem}" for v in verdicts for problem in v.problems]
+    lines.append("")
+    lines.append(f"VERDICT: {'FAIL' if broken else 'PASS'} ({len(verdicts)} campaigns)")
+    lines.extend(broken)
+    return "\n".join(lines)
+
+
+async def verify(
+    settings: Settings, *, prefix: str = "", metrics_url: str = "", wait_s: float = 60.0
+) -> tuple[str, bool]:
+    """Drain, check every published campaign whose id starts with ``prefix``: (table, ok)."""
+    left = await drain(settings, relay=False, timeout_s=wait_s)
+    async with open_clients(settings) as opened:
+        campaigns = [
+            campaign
+            for campaign in await CampaignStore(opened.pool).all()
+            if campaign.id.startswith(prefix) and campaign.status is not Status.DRAFT
+        ]
+        verdicts = [
+            await verify_campaign(opened.pool, opened.redis, campaign) for campaign in campaigns
+        ]
+    note = ""
+    if metrics_url:
+        try:
+            refused = refused_by_reason(fetch_metrics(metrics_url))
+        except OSError as exc:  # the verdict stands without the refusal counts
+            refused, note = {}, f"\n  refusals unknown: {metrics_url} did not answer ({exc})"
+        for verdict in verdicts:
+            verdict.refused = refused.get(verdict.campaign_id, Counter())
+    if not verdicts:  # a mistyped prefix must not pass as a clean run
+        return f"VERDICT: FAIL (no published campaign id starts with {prefix!r})", False
+    text = render(verdicts) + note
+    if left:
+        text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} accepted claims not stored"
+    ok = not left and not any(v.problems for v in verdicts)
+    return text, ok
+
+
+async def command(settings: Settings, *, prefix: str, metrics_url: str, wait_s: float) -> int:
+    """``flashclaim verify``: print the verdict; 0 for PASS, 1 for FAIL."""
+    text, ok = await verify(settings, prefix=prefix, metrics_url=metrics_url, wait_s=wait_s)
+    print(text)
+    return 0 if ok else 1
