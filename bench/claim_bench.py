@@ -39,11 +39,11 @@ import msgspec
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import decode_spec
 from gateway.campaigns.store import CampaignStore
-from gateway.platform import clients
-from gateway.platform.auth import mint
-from gateway.platform.clients import redis_client
-from gateway.platform.clock import SystemClock
-from gateway.platform.settings import Settings, to_env
+from gateway.infra import clients
+from gateway.infra.auth import mint
+from gateway.infra.clients import redis_client
+from gateway.infra.clock import SystemClock
+from gateway.infra.settings import Settings, to_env
 from gateway.stack.servers import (
     RedisServer,
     drop_database,

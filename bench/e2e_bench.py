@@ -40,8 +40,8 @@ from bench.claim_bench import (
 )
 from gateway.claim import events
 from gateway.handoff.consumer import ClaimConsumer
-from gateway.platform import clients
-from gateway.platform.settings import Settings
+from gateway.infra import clients
+from gateway.infra.settings import Settings
 from gateway.stack.servers import (
     KafkaBroker,
     RedisServer,

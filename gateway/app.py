@@ -22,10 +22,10 @@ from gateway.campaigns.store import CampaignStore
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
 from gateway.handoff.relay import run_relay
-from gateway.platform import clients
-from gateway.platform.auth import TokenVerifier
-from gateway.platform.clock import Clock, SystemClock
-from gateway.platform.http import (
+from gateway.infra import clients
+from gateway.infra.auth import TokenVerifier
+from gateway.infra.clock import Clock, SystemClock
+from gateway.infra.http import (
     ADMIN_TOKEN,
     READY,
     REDIS,
@@ -35,8 +35,8 @@ from gateway.platform.http import (
     error_middleware,
     json_response,
 )
-from gateway.platform.metrics import exposition_registry
-from gateway.platform.settings import Settings
+from gateway.infra.metrics import exposition_registry
+from gateway.infra.settings import Settings
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 

@@ -1,7 +1,7 @@
 """``flashclaim``: run the gateway and operate campaigns from a shell.
 
 This module only parses arguments and dispatches: each command lives in the module of its
-capability. Configuration comes from ``FLASHCLAIM_*`` variables (``gateway/platform/
+capability. Configuration comes from ``FLASHCLAIM_*`` variables (``gateway/infra/
 settings.py``); flags override the few that matter on a command line.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway.platform import logs
-from gateway.platform.settings import ConfigError, Settings
+from gateway.infra import logs
+from gateway.infra.settings import ConfigError, Settings
 
 Run = Callable[[Settings, argparse.Namespace], int]
 
@@ -135,7 +135,7 @@ def _recover(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.platform.migrations import migrate_database
+    from gateway.infra.migrations import migrate_database
 
     applied = asyncio.run(migrate_database(settings.database_url))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
@@ -143,7 +143,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.platform.auth import user_token
+    from gateway.infra.auth import user_token
 
     print(
         user_token(

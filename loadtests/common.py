@@ -30,7 +30,7 @@ from locust import FastHttpUser, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from gateway.platform.auth import mint
+from gateway.infra.auth import mint
 from gateway.reasons import BUSINESS_REFUSALS
 
 CLAIM_PATH = "/api/coupon/issue"

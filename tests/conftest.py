@@ -17,12 +17,12 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
-from gateway.platform.clients import redis_client
-from gateway.platform.clock import ManualClock
-from gateway.platform.settings import Settings
+from gateway.infra.clients import redis_client
+from gateway.infra.clock import ManualClock
+from gateway.infra.settings import Settings
 from gateway.stack.servers import KafkaBroker, RedisServer, drop_database, scratch_database
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
-from tests.stack import LocalStack
+from tests.local_stack import LocalStack
 
 #: The PostgreSQL server tests make their scratch databases on.
 POSTGRES_URL = os.environ.get(
@@ -142,8 +142,20 @@ def lua_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """``flashclaim up`` with everything of its own (started on first use, once)."""
-    stack = LocalStack(tmp_path_factory.mktemp("up")).start()
-    yield stack
-    stack.stop()
+def _local_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LocalStack]]:
+    """The session's ``flashclaim up`` runs, all on one data dir; the last one is current."""
+    stacks: list[LocalStack] = []
+    stacks.append(LocalStack(tmp_path_factory.mktemp("up")).start())
+    yield stacks
+    stacks[-1].stop()
+
+
+@pytest.fixture
+def local_stack(_local_stacks: list[LocalStack]) -> LocalStack:
+    """A running ``flashclaim up`` with everything of its own. A test that stopped it (the
+    Ctrl-C test) leaves the next test a new run on the same data: no test depends on
+    another file having run first."""
+    current = _local_stacks[-1]
+    if current.process is None or current.process.poll() is not None:
+        _local_stacks.append(LocalStack(current.data_dir).start())
+    return _local_stacks[-1]

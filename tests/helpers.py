@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from gateway.campaigns.ops import CampaignOps, keys_of
 from gateway.campaigns.spec import Campaign, decode_spec
-from gateway.platform.auth import mint
-from gateway.platform.settings import Settings, to_env
+from gateway.infra.auth import mint
+from gateway.infra.settings import Settings, to_env
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from gateway.handoff.consumer import ClaimConsumer
 from gateway.handoff.relay import Relay
-from gateway.platform import clients
-from gateway.platform.settings import Settings
+from gateway.infra import clients
+from gateway.infra.settings import Settings
 
 
 @contextlib.asynccontextmanager

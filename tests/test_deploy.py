@@ -19,8 +19,8 @@ import yaml
 
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
-from gateway.platform import clients, metrics
-from gateway.platform.clock import SystemClock
+from gateway.infra import clients, metrics
+from gateway.infra.clock import SystemClock
 from gateway.stack.servers import free_port, wait_for_port
 from tests.helpers import auth, body, child_env, open_now, published
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from gateway.platform.lua import lua_dir
-from gateway.platform.migrations import migrations_dir
+from gateway.infra.lua import lua_dir
+from gateway.infra.migrations import migrations_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

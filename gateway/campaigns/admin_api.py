@@ -19,7 +19,7 @@ from gateway.campaigns.ops import CampaignOps, CampaignStateError
 from gateway.campaigns.spec import MAX_CENTS, MAX_COUNT, Campaign, InvalidSpec, decode_spec
 from gateway.campaigns.store import CampaignExists, CampaignNotFound
 from gateway.identifiers import DeviceId, UserId
-from gateway.platform.http import json_response, refusal
+from gateway.infra.http import json_response, refusal
 from gateway.reasons import Reason
 
 OPS = web.AppKey("campaign_ops", CampaignOps)

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.infra.clock import Clock, Day, day_of
 from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
-from gateway.platform.clock import Clock, Day, day_of
 from gateway.reasons import Reason
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import orjson
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import decode_spec
 from gateway.campaigns.store import CampaignStore
-from gateway.platform.clients import open_clients
-from gateway.platform.clock import SystemClock
-from gateway.platform.settings import Settings
+from gateway.infra.clients import open_clients
+from gateway.infra.clock import SystemClock
+from gateway.infra.settings import Settings
 
 Operation = Callable[[CampaignOps], Awaitable[object]]
 

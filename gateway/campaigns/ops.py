@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from gateway.campaigns.spec import Campaign, CampaignSpec, Status, redis_config
 from gateway.campaigns.store import CampaignStore
+from gateway.infra.clock import Clock, day_of
 from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
-from gateway.platform.clock import Clock, day_of
 
 
 class CampaignStateError(ValueError):

@@ -12,10 +12,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.claim.service import ClaimRequest, ClaimService, Outcome
-from gateway.platform import metrics
-from gateway.platform.auth import TokenError
-from gateway.platform.http import SETTINGS, TOKENS, json_response, refusal
-from gateway.platform.settings import Settings
+from gateway.infra import metrics
+from gateway.infra.auth import TokenError
+from gateway.infra.http import SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 
 CLAIMS = web.AppKey("claims", ClaimService)

@@ -17,8 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.infra import lua
 from gateway.keys import CampaignKeys
-from gateway.platform import lua
 from gateway.reasons import Reason
 
 #: ARGV holds these before the claims; each claim then takes ``STRIDE`` values.

@@ -23,12 +23,12 @@ from gateway.campaigns.cache import CampaignCache, CampaignView
 from gateway.claim.batcher import Batcher
 from gateway.claim.script import Batch, ClaimInput, ClaimScript, ReplayRecord, coupon_id_for
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
+from gateway.infra import metrics
+from gateway.infra.auth import Claimant
+from gateway.infra.clock import Clock, iso_ms
+from gateway.infra.ratelimit import RateLimiter
+from gateway.infra.settings import Settings
 from gateway.keys import request_binding
-from gateway.platform import metrics
-from gateway.platform.auth import Claimant
-from gateway.platform.clock import Clock, iso_ms
-from gateway.platform.ratelimit import RateLimiter
-from gateway.platform.settings import Settings
 from gateway.reasons import EXHAUSTED, Reason
 
 

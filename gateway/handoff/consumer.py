@@ -26,8 +26,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from gateway.claim import events
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
-from gateway.platform import clients, metrics
-from gateway.platform.settings import Settings
+from gateway.infra import clients, metrics
+from gateway.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

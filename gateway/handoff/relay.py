@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.claim import events
+from gateway.infra import clients, metrics
+from gateway.infra.settings import Settings
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
-from gateway.platform import clients, metrics
-from gateway.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from gateway.handoff.relay import Relay, outbox_backlog, published
+from gateway.infra import clients
+from gateway.infra.settings import Settings
 from gateway.keys import CampaignKeys
-from gateway.platform import clients
-from gateway.platform.settings import Settings
 
 DRAIN_TIMEOUT_S = 30.0
 

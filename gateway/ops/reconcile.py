@@ -20,9 +20,9 @@ from gateway.campaigns.ops import keys_of
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.script import ReplayRecord
+from gateway.infra.clients import claims_consumer, open_clients
+from gateway.infra.settings import Settings
 from gateway.ops.recover import outbox_claims
-from gateway.platform.clients import claims_consumer, open_clients
-from gateway.platform.settings import Settings
 
 DRIFT_ALARM = 0.001
 

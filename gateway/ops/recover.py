@@ -32,10 +32,10 @@ from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.events import ClaimEvent
 from gateway.claim.script import ReplayRecord
+from gateway.infra.clients import open_clients
+from gateway.infra.clock import Clock, SystemClock, day_of
+from gateway.infra.settings import Settings
 from gateway.keys import CAMPAIGN_EVENTS
-from gateway.platform.clients import open_clients
-from gateway.platform.clock import Clock, SystemClock, day_of
-from gateway.platform.settings import Settings
 
 DAY_MS = 86_400_000
 

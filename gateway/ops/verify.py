@@ -25,10 +25,10 @@ from redis.asyncio import Redis
 
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
+from gateway.infra.clients import open_clients
+from gateway.infra.settings import Settings
 from gateway.ops.drain import drain
 from gateway.ops.reconcile import reconcile_campaign
-from gateway.platform.clients import open_clients
-from gateway.platform.settings import Settings
 
 
 @dataclass

@@ -43,12 +43,12 @@ from redis.exceptions import RedisError
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import decode_spec
 from gateway.campaigns.store import CampaignExists, CampaignStore
+from gateway.infra import clients
+from gateway.infra.auth import mint
+from gateway.infra.clock import SystemClock
+from gateway.infra.migrations import ensure_database, migrate_database
+from gateway.infra.settings import Settings, to_env
 from gateway.ops.drain import drain
-from gateway.platform import clients
-from gateway.platform.auth import mint
-from gateway.platform.clock import SystemClock
-from gateway.platform.migrations import ensure_database, migrate_database
-from gateway.platform.settings import Settings, to_env
 from gateway.stack.servers import (
     KafkaBroker,
     RedisServer,

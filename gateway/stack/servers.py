@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from gateway.platform.migrations import migrate_database
+from gateway.infra.migrations import migrate_database
 
 
 class StartError(RuntimeError):

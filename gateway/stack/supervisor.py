@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.platform.settings import Settings
+from gateway.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

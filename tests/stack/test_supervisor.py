@@ -14,7 +14,7 @@ import pytest
 
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
-from gateway.platform.clock import SystemClock
+from gateway.infra.clock import SystemClock
 from gateway.stack.servers import free_port, wait_for_port
 from tests.helpers import auth, child_env, open_now, published
 

@@ -24,7 +24,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.platform.settings import Settings
+from gateway.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import jwt
 import msgspec
 
 from gateway.identifiers import Label, UserId
-from gateway.platform.clock import Clock
-from gateway.platform.settings import Settings
+from gateway.infra.clock import Clock
+from gateway.infra.settings import Settings
 
 ALGORITHMS = ["HS256"]
 MAX_TOKEN_CHARS = 4096

@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
 from gateway.handoff.relay import outbox_backlog
-from gateway.platform.clients import redis_client
+from gateway.infra.clients import redis_client
 from gateway.stack.servers import RedisServer, redis_binary, shipped_binary
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import running_relay, wait_until

@@ -8,18 +8,20 @@ and from SREs' own longer runs.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from gateway.stack.servers import free_port
-from tests.stack import LocalStack
+from tests.local_stack import LocalStack
 
 LOCUST_TIMEOUT_S = 100
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_scenario(
@@ -147,7 +149,7 @@ async def test_verifier_fails_a_run_with_a_duplicate(local_stack):
 
 @pytest.fixture(autouse=True)
 def _in_repo_root(monkeypatch):
-    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.chdir(ROOT)
 
 
 def test_verifier_fails_when_no_campaign_matches(local_stack):

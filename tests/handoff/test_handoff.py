@@ -44,7 +44,7 @@ async def test_undecodable_message_goes_to_the_dead_letter_topic(
     from aiokafka import AIOKafkaConsumer
     from prometheus_client import REGISTRY
 
-    from gateway.platform import clients
+    from gateway.infra import clients
 
     await clients.ensure_topics(kafka_settings)
     producer = clients.kafka_producer(kafka_settings)

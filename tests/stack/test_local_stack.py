@@ -19,11 +19,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from gateway.platform.auth import mint
+from gateway.infra.auth import mint
 from gateway.stack.local import DEMO_CAMPAIGN
 from gateway.stack.servers import answers, free_port
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, body
-from tests.stack import LocalStack
+from tests.local_stack import LocalStack
 
 
 async def test_printed_claim_command_gives_a_coupon_stored_within_a_second(local_stack):

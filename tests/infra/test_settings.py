@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.platform.settings import ConfigError, Settings
+from gateway.infra.settings import ConfigError, Settings
 
 SECRETS = {
     "FLASHCLAIM_JWT_SECRET": "j" * 32,

@@ -9,7 +9,7 @@ from redis.exceptions import ResponseError
 
 from gateway.campaigns.ops import keys_of
 from gateway.claim.script import Batch, ClaimInput, ClaimScript
-from gateway.platform.lua import lua_dir, source
+from gateway.infra.lua import lua_dir, source
 from gateway.reasons import Reason
 from tests.helpers import T0_MS, published, snapshot
 

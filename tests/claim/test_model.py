@@ -29,10 +29,10 @@ from gateway.campaigns.spec import (
 )
 from gateway.claim.script import coupon_id_for
 from gateway.claim.service import ClaimRequest, ClaimService
-from gateway.platform.auth import Claimant
-from gateway.platform.clients import redis_client
-from gateway.platform.clock import ManualClock, day_of, iso_ms
-from gateway.platform.settings import Settings
+from gateway.infra.auth import Claimant
+from gateway.infra.clients import redis_client
+from gateway.infra.clock import ManualClock, day_of, iso_ms
+from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 from tests.helpers import ADMIN_TOKEN, DAY_MS, JWT_SECRET, SHANGHAI, T0_MS, spec
 

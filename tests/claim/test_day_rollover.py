@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.platform.clock import day_of
+from gateway.infra.clock import day_of
 from tests.helpers import SHANGHAI, claim, published
 
 UTC = ZoneInfo("UTC")

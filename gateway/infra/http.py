@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 
-from gateway.platform import metrics
-from gateway.platform.auth import TokenVerifier
-from gateway.platform.settings import Settings
+from gateway.infra import metrics
+from gateway.infra.auth import TokenVerifier
+from gateway.infra.settings import Settings
 from gateway.reasons import REFUSAL_BODIES, Reason, refusal_body
 
 log = logging.getLogger(__name__)

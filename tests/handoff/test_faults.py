@@ -26,10 +26,10 @@ from gateway.campaigns.spec import Campaign
 from gateway.campaigns.store import CampaignStore
 from gateway.handoff.consumer import ClaimConsumer
 from gateway.handoff.relay import Relay
+from gateway.infra.clients import redis_client
+from gateway.infra.clock import ManualClock
 from gateway.ops.reconcile import reconcile_campaign
 from gateway.ops.recover import recover
-from gateway.platform.clients import redis_client
-from gateway.platform.clock import ManualClock
 from gateway.stack.servers import RedisServer
 from tests.helpers import T0_MS, claim, published
 from tests.pipeline import rows_of, running_consumer, running_relay, wait_until
@@ -124,7 +124,7 @@ def duplicates() -> float:
 
 
 async def running_relay_once_and_crash(settings: Any, redis: Any) -> None:
-    from gateway.platform import clients
+    from gateway.infra import clients
 
     await clients.ensure_topics(settings)
     producer = clients.kafka_producer(settings)
@@ -258,7 +258,7 @@ async def test_gateway_killed_with_sigkill_under_load(
 
     import aiohttp
 
-    from gateway.platform.clock import SystemClock
+    from gateway.infra.clock import SystemClock
     from gateway.stack.servers import free_port, wait_for_port
     from tests.helpers import auth, child_env, open_now, published
 
@@ -272,7 +272,7 @@ async def test_gateway_killed_with_sigkill_under_load(
         metrics_dir=str(tmp_path / "metrics"),
         relay_in_gateway=True,
     )
-    from gateway.platform import clients
+    from gateway.infra import clients
 
     await clients.ensure_topics(kafka_settings)
     gateway = await asyncio.create_subprocess_exec(
@@ -323,7 +323,7 @@ async def own_postgres():
     import tempfile
     from pathlib import Path
 
-    from gateway.platform.migrations import migrate_database
+    from gateway.infra.migrations import migrate_database
     from gateway.stack.servers import PostgresServer
 
     home = Path(tempfile.mkdtemp(prefix="flashclaim-pg-"))  # outside root-only pytest dirs
@@ -371,7 +371,7 @@ async def test_broker_killed_and_restarted(
     topics are created again, and a fresh relay and consumer finish the job. Clients
     riding out an unreachable broker are the SIGSTOP test's subject.
     """
-    from gateway.platform import clients
+    from gateway.infra import clients
     from gateway.stack.servers import KafkaBroker
 
     broker = KafkaBroker().start()  # its own, as this test kills it
