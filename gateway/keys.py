@@ -82,6 +82,20 @@ class CampaignKeys:
         """Hash: user id -> coupons claimed on ``day``."""
         return f"{self.base}:day:{day}:users"
 
+    def claim_keys(self, day: str) -> list[str]:
+        """The fixed KEYS of ``claim.lua``, in its header's order (claims' records follow)."""
+        return [
+            self.config,
+            self.counters,
+            self.users,
+            self.devices,
+            self.blocked,
+            self.holds,
+            self.outbox,
+            self.daily(day),
+            self.users_daily(day),
+        ]
+
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"

@@ -1,7 +1,9 @@
 """Campaigns in PostgreSQL, the source of truth: create, read, change, list.
 
-Rows are plain columns (amounts in integer cents), with ``validity`` and ``audience`` as
-JSON. Every change bumps ``version`` so the published copy in Redis can be told apart.
+A row holds the operator's spec as one JSON document (validated by ``spec.py`` before it
+is written, amounts in integer cents), beside the columns SQL works on: id, lifecycle
+status and version. Every change bumps ``version`` so the published copy in Redis can be
+told apart. A new rule on campaigns is a new spec field: no schema change.
 """
 
 from __future__ import annotations
@@ -20,10 +22,6 @@ from gateway.campaigns.spec import (
     decode_spec,
 )
 
-_SPEC_FIELDS = msgspec.structs.fields(CampaignSpec)
-_JSON_COLUMNS = ("validity", "audience")
-_COLUMNS = [f.name for f in _SPEC_FIELDS]
-
 
 class CampaignNotFound(LookupError):
     """No campaign has that id."""
@@ -33,23 +31,17 @@ class CampaignExists(ValueError):
     """A campaign with that id already exists."""
 
 
-def _row_values(spec: CampaignSpec) -> list[Any]:
-    values: list[Any] = []
-    for name in _COLUMNS:
-        value = getattr(spec, name)
-        if name in _JSON_COLUMNS:
-            value = msgspec.json.encode(value).decode()
-        values.append(value)
-    return values
+def _spec_json(spec: CampaignSpec) -> str:
+    """The spec as stored: its JSON text, without lifecycle fields."""
+    data: dict[str, Any] = msgspec.to_builtins(spec)
+    data.pop("status", None)
+    data.pop("version", None)
+    return msgspec.json.encode(data).decode()
 
 
 def _from_row(row: asyncpg.Record) -> Campaign:
-    data: dict[str, Any] = {}
-    for info in msgspec.structs.fields(Campaign):
-        value = row[info.name]
-        if info.name in _JSON_COLUMNS:
-            value = msgspec.json.decode(value)
-        data[info.encode_name] = value
+    data: dict[str, Any] = msgspec.json.decode(row["spec"])
+    data.update(status=row["status"], version=row["version"])
     return msgspec.convert(data, Campaign)
 
 
@@ -61,12 +53,11 @@ class CampaignStore:
 
     async def create(self, spec: CampaignSpec) -> Campaign:
         """Store a new draft campaign."""
-        placeholders = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
         try:
             row = await self.pool.fetchrow(
-                f"INSERT INTO campaigns ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
-                " RETURNING *",
-                *_row_values(spec),
+                "INSERT INTO campaigns (id, spec) VALUES ($1, $2::jsonb) RETURNING *",
+                spec.id,
+                _spec_json(spec),
             )
         except asyncpg.UniqueViolationError:
             raise CampaignExists(spec.id) from None
@@ -94,7 +85,7 @@ class CampaignStore:
             if row is None:
                 raise CampaignNotFound(campaign_id)
             current = _from_row(row)
-            merged = {**_spec_dict(current), **changes}
+            merged = {**msgspec.json.decode(row["spec"]), **changes}
             spec = decode_spec(merged)
             if spec.id != current.id:
                 raise InvalidSpec([FieldError("id", "cannot change")])
@@ -102,12 +93,11 @@ class CampaignStore:
                 current.exclusion_group
             ):
                 raise InvalidSpec([FieldError("exclusionGroup", "cannot change once published")])
-            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(_COLUMNS, 2))
             row = await conn.fetchrow(
-                f"UPDATE campaigns SET {assignments}, version = version + 1, updated_at = now()"
+                "UPDATE campaigns SET spec = $2::jsonb, version = version + 1, updated_at = now()"
                 " WHERE id = $1 RETURNING *",
                 campaign_id,
-                *_row_values(spec),
+                _spec_json(spec),
             )
             assert row is not None
             return _from_row(row)
@@ -124,8 +114,11 @@ class CampaignStore:
     async def top_up(self, campaign_id: str, stock: int, budget_cents: int) -> Campaign:
         """Add ``stock`` coupons and ``budget_cents`` to a campaign's budget (if it has one)."""
         return await self._returning(
-            "UPDATE campaigns SET stock = stock + $2,"
-            " budget_cents = budget_cents + $3,"
+            "UPDATE campaigns SET spec = spec"
+            " || jsonb_build_object('stock', (spec->>'stock')::bigint + $2)"
+            " || CASE WHEN jsonb_typeof(spec->'budgetCents') = 'number'"
+            "    THEN jsonb_build_object('budgetCents', (spec->>'budgetCents')::bigint + $3)"
+            "    ELSE '{}'::jsonb END,"
             " version = version + 1, updated_at = now() WHERE id = $1 RETURNING *",
             campaign_id,
             stock,
@@ -161,11 +154,3 @@ class CampaignStore:
         if row is None:
             raise CampaignNotFound(str(args[0]))
         return _from_row(row)
-
-
-def _spec_dict(campaign: Campaign) -> dict[str, Any]:
-    """A campaign's spec fields as camelCase JSON-ready values."""
-    data: dict[str, Any] = msgspec.to_builtins(campaign)
-    data.pop("status", None)
-    data.pop("version", None)
-    return data

@@ -76,18 +76,7 @@ class Batch:
 
     def call(self) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of the script call deciding this batch."""
-        keys = self.keys
-        names = [
-            keys.config,
-            keys.counters,
-            keys.users,
-            keys.devices,
-            keys.blocked,
-            keys.holds,
-            keys.outbox,
-            keys.daily(self.day),
-            keys.users_daily(self.day),
-        ]
+        names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,
             self.day_end_ms,
@@ -96,7 +85,7 @@ class Batch:
             len(self.claims),
         ]
         for claim in self.claims:
-            names.append(keys.request(claim.request_id))
+            names.append(self.keys.request(claim.request_id))
             args += claim.args()
         return names, args
 
