@@ -23,8 +23,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from itertools import count
+from typing import Any
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -61,15 +63,25 @@ def context() -> dict[str, str]:
     return dict(_CONTEXT.get() or {})
 
 
-class _RequestFields(logging.Filter):
-    """Copies the current request's fields onto each record."""
+def _with_request_fields(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """A record factory that copies the current request's fields onto each record, so
+    every handler (ours, a test's) sees them; it costs nothing until something logs."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
         fields = _CONTEXT.get()
         if fields:
-            for key, value in fields.items():
-                setattr(record, key, value)
-        return True
+            record.__dict__.update(fields)
+        return record
+
+    make.flashclaim = True  # type: ignore[attr-defined]
+    return make
+
+
+if not getattr(logging.getLogRecordFactory(), "flashclaim", False):
+    logging.setLogRecordFactory(_with_request_fields(logging.getLogRecordFactory()))
 
 
 def configure(level: str, fmt: str = "json", process: str = "") -> None:
@@ -94,7 +106,6 @@ def configure(level: str, fmt: str = "json", process: str = "") -> None:
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s %(context)s")
         )
         handler.addFilter(_TextContext())
-    handler.addFilter(_RequestFields())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
