@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -18,15 +20,15 @@ class RawResponse:
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:
         return orjson.loads(self.body)
 
 
 async def exchange(
-    port: int, data: bytes, *, hang_up: bool = False, timeout: float = 5.0, pause: float = 0.05
+    port: int, data: bytes, *, hang_up: bool = False, wait_s: float = 5.0, pause: float = 0.05
 ) -> RawResponse | None:
     """Send ``data`` and read one response (None if the server closed without one, or
-    is still waiting for bytes ``data`` promised after ``timeout`` seconds).
+    is still waiting for bytes ``data`` promised after ``wait_s`` seconds).
 
     ``hang_up``: close our side ``pause`` seconds after sending (the server is reading the
     rest of the body by then), as a client that gives up mid-request.
@@ -38,7 +40,7 @@ async def exchange(
         if hang_up:
             await asyncio.sleep(pause)
             return None
-        return await asyncio.wait_for(_read_response(reader), timeout)
+        return await asyncio.wait_for(_read_response(reader), wait_s)
     except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError, TimeoutError):
         return None
     finally:
@@ -79,7 +81,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 def request(
     method: str = "GET",
     path: str = "/",
-    headers: dict[str, bytes | str] | None = None,
+    headers: Mapping[str, bytes | str] | None = None,
     body: bytes = b"",
     *,
     content_length: int | None = None,

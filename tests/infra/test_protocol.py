@@ -36,7 +36,7 @@ UNPARSABLE = [
         id="space-in-name",
     ),
     pytest.param(
-        b"POST /api/coupon/issue HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         400,
         "INVALID_REQUEST",
         id="two-content-lengths",
@@ -70,4 +70,5 @@ async def test_unparsable_requests_are_counted_as_client_errors(client):
     await exchange(client.server.port, b"GARBAGE\r\n\r\n")
     metrics = await (await client.get("/metrics")).text()
     counted = [line for line in metrics.splitlines() if 'route="unparsed",status="400"' in line]
-    assert counted and "_count" in "".join(counted), metrics
+    assert counted, metrics
+    assert "_count" in "".join(counted)
