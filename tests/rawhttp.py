@@ -40,7 +40,8 @@ async def exchange(
         if hang_up:
             await asyncio.sleep(pause)
             return None
-        return await asyncio.wait_for(_read_response(reader), wait_s)
+        head = data.startswith(b"HEAD ")
+        return await asyncio.wait_for(_read_response(reader, head), wait_s)
     except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError, TimeoutError):
         return None
     finally:
@@ -49,16 +50,17 @@ async def exchange(
             await writer.wait_closed()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> RawResponse | None:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
+async def _read_response(reader: asyncio.StreamReader, head: bool) -> RawResponse | None:
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
     headers = {}
     for line in lines[1:]:
         if ":" in line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    if "content-length" in headers:
+    if head or status in (100, 204, 304):  # answers without a body
+        body = b""
+    elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding") == "chunked":
         body = await _read_chunked(reader)

@@ -31,7 +31,7 @@ from gateway.campaigns.spec import (
 )
 from gateway.campaigns.store import CampaignExists, CampaignNotFound
 from gateway.identifiers import CAMPAIGN_ID_PATTERN, CampaignId, DeviceId, UserId
-from gateway.infra.http import json_response, refusal
+from gateway.infra.http import CLIENT_GONE, json_response, refusal
 from gateway.infra.openapi import Operation, Refusal
 from gateway.reasons import Reason
 
@@ -175,6 +175,8 @@ async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except asyncpg.DataError as exc:  # a value validation let through: still the caller's
         log.warning("PostgreSQL refused a value of %s %s: %s", request.method, request.path, exc)
         return _invalid_fields(f"a value was refused: {exc}", [])
+    except CLIENT_GONE:
+        raise  # the client hung up mid-body: the edge counts it as the client error it is
     except (RedisError, asyncpg.PostgresError, OSError) as exc:
         return refusal(Reason.UNAVAILABLE, f"storage unavailable: {type(exc).__name__}")
 

@@ -6,19 +6,22 @@ handler, not by the application: by default a plain-text 400 naming aiohttp's in
 and a traceback at ERROR in the log for what is only a client's mistake. ``install``
 replaces that answer with the gateway's JSON refusal (431 HEADERS_TOO_LARGE or 400
 INVALID_REQUEST), counted under ``route="unparsed"`` as the client error it is, logged at
-DEBUG. It also replaces the ``Server: Python/3.x aiohttp/3.x`` banner every response
-carries with a name that tells an attacker no versions.
+DEBUG. An ``Expect`` header other than ``100-continue`` would likewise get a plain-text
+417 before any middleware runs; it is ignored instead (RFC 9110 lets a server do so) and
+the request answered as usual. And the ``Server: Python/3.x aiohttp/3.x`` banner every
+response carries becomes a name that tells an attacker no versions.
 
-Both are process-wide settings of aiohttp's server (it has no per-application hook for
-either), applied once by ``create_app``; ``tests/infra/test_protocol.py`` notices if an
-aiohttp upgrade moves them.
+These are process-wide settings of aiohttp's server (it has no per-application hook for
+them), applied once by ``create_app`` before it adds routes; ``tests/infra/
+test_protocol.py`` and the fuzz suite notice if an aiohttp upgrade moves them.
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiohttp import web, web_protocol, web_response
+from aiohttp import web, web_protocol, web_response, web_urldispatcher
+from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_request import BaseRequest
 
@@ -33,9 +36,19 @@ _MAX_DETAIL = 200
 
 
 def install() -> None:
-    """Answer unparsable requests with JSON and drop the version banner (idempotent)."""
+    """Answer unparsable requests with JSON, ignore unknown expectations, drop the version
+    banner (idempotent; before routes are added: each route keeps its expect handler)."""
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
     web_protocol.RequestHandler.handle_error = _handle_error  # type: ignore[method-assign]
+    web_urldispatcher._default_expect_handler = _expect
+
+
+async def _expect(request: web.Request) -> None:
+    """``Expect: 100-continue`` as aiohttp answers it; any other expectation ignored."""
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11 and expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started
 
 
 def _handle_error(
