@@ -280,6 +280,9 @@ async def test_prometheus_scrapes_every_series_the_dashboard_and_alerts_use(
         await until_value(
             session, prometheus, f'flashclaim_reconcile_rows{{campaign="{campaign.id}"}}', 40
         )
+        for port in pipeline_of_two[1:]:  # consumer and reconciler: alive
+            async with session.get(f"http://127.0.0.1:{port}/livez") as r:
+                assert r.status == 200
         async with session.get(f"{prometheus}/api/v1/label/__name__/values") as r:
             names = set((await r.json())["data"])
     used = set().union(*(series_names(expr) for expr in expressions()))

@@ -30,8 +30,9 @@ StartResponse = Callable[..., Any]
 class Heartbeat:
     """When the event loop last turned."""
 
-    def __init__(self, stale_s: float = STALE_S) -> None:
+    def __init__(self, stale_s: float = STALE_S, beat_s: float = BEAT_S) -> None:
         self._stale_s = stale_s
+        self._beat_s = beat_s
         self._last = time.monotonic()
 
     @property
@@ -40,10 +41,10 @@ class Heartbeat:
         return time.monotonic() - self._last < self._stale_s
 
     async def run(self) -> None:
-        """Stamp the time every ``BEAT_S`` until cancelled."""
+        """Stamp the time every ``beat_s`` until cancelled."""
         while True:
             self._last = time.monotonic()
-            await asyncio.sleep(BEAT_S)
+            await asyncio.sleep(self._beat_s)
 
 
 def probe_app(heartbeat: Heartbeat) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
