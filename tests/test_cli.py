@@ -145,7 +145,8 @@ def test_help_describes_every_command_with_defaults_and_variables():
     parser = cli._parser()
     assert "FLASHCLAIM_REDIS_URL" in parser.format_help()  # every setting, with its default
     assert "'redis://127.0.0.1:6379/0'" in parser.format_help()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    group = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    commands: dict[str, argparse.ArgumentParser] = group.choices  # type: ignore[assignment]
     for name, sub in commands.items():
         text = " ".join(sub.format_help().split())  # argparse wraps lines
         assert sub.description, name

@@ -39,9 +39,12 @@ async def test_livez_turns_503_when_the_loop_is_stuck(probes):
     await asyncio.sleep(0.05)
     assert (await asyncio.to_thread(status_of, f"{base}/livez"))[0] == 200
     seen: list[int] = []
-    probe = threading.Thread(
-        target=lambda: (time.sleep(0.5), seen.append(status_of(f"{base}/livez")[0]))
-    )
+
+    def probe_later() -> None:
+        time.sleep(0.5)
+        seen.append(status_of(f"{base}/livez")[0])
+
+    probe = threading.Thread(target=probe_later)
     probe.start()
     time.sleep(0.8)  # noqa: ASYNC251 - a blocking call stalling the event loop is the test
     probe.join()
