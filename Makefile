@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install flashclaim with its dev tools
 
-# Debian's prometheus package brings the server and promtool the deploy tests run.
-tools: ## system tools the tests need (apt, as root): prometheus/promtool
+# Debian's prometheus package brings the server and promtool the deploy tests run;
+# its chromium, the headless browser the H5 page tests drive (never `playwright install`).
+tools: ## system tools the tests need (apt, as root): prometheus/promtool, chromium
 	@command -v promtool >/dev/null || { echo "installing prometheus + promtool (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing chromium (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; }
 
 lint: install ## ruff: lint and formatting
 	$(BIN)/ruff check .
