@@ -3,15 +3,15 @@ code from the admin API and the CLI."""
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
-import sys
 
 import pytest
 
 from gateway.campaigns.pages import PageCopy, PageSetup
-from gateway.h5.partners import qr_code
-from tests.helpers import ADMIN_TOKEN, child_env, published, spec
+from gateway.h5.partners import base_url, qr_code
+from gateway.infra.settings import ConfigError, Settings
+from tests.helpers import ADMIN_TOKEN, child_env, flashclaim, published, spec
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PAGES = {
@@ -138,33 +138,35 @@ async def test_admin_refuses_what_it_cannot_link(client, partner_campaign, path,
 
 def test_cli_prints_the_link_and_writes_the_qr_code(settings, pool, redis, tmp_path):
     env = child_env(settings, public_base_url="https://m.shop.example")
-
-    def flashclaim(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    created = flashclaim("campaign", "create", "-", stdin=json.dumps(spec(id="cli-p", pages=PAGES)))
+    run = functools.partial(flashclaim, env)
+    created = run("campaign", "create", "-", stdin=json.dumps(spec(id="cli-p", pages=PAGES)))
     assert created.returncode == 0, created.stderr
     poster = tmp_path / "poster.svg"
-    printed = flashclaim("campaign", "page", "cli-p", "--channel", "partner-a", "--qr", str(poster))
+    printed = run("campaign", "page", "cli-p", "--channel", "partner-a", "--qr", str(poster))
     assert printed.returncode == 0, printed.stderr
     link = json.loads(printed.stdout)
     assert link["url"] == "https://m.shop.example/h5/cli-p?channel=partner-a"
     assert link["page"]["title"] == "A 银行专享"
     assert poster.read_bytes() == qr_code(link["url"], "svg")
     out = tmp_path / "poster.png"
-    assert flashclaim("campaign", "page", "cli-p", "--qr", str(out)).returncode == 0
+    assert run("campaign", "page", "cli-p", "--qr", str(out)).returncode == 0
     assert out.read_bytes() == qr_code("https://m.shop.example/h5/cli-p?channel=h5", "png")
-    wrong = flashclaim("campaign", "page", "cli-p", "--qr", str(tmp_path / "poster.gif"))
+    wrong = run("campaign", "page", "cli-p", "--qr", str(tmp_path / "poster.gif"))
     assert (wrong.returncode, wrong.stderr.strip()) == (
         1,
         "invalid: qr: the file name must end in .svg or .png",
     )
-    missing = flashclaim("campaign", "page", "no-such", "--channel", "partner-a")
+    missing = run("campaign", "page", "no-such", "--channel", "partner-a")
     assert (missing.returncode, "CampaignNotFound" in missing.stderr) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "base", ["ftp://m.shop.example", "m.shop.example", "https://x/?a=1", "https:// x"]
+)
+def test_the_public_base_url_is_an_http_origin_and_path(base):
+    with pytest.raises(ConfigError, match="FLASHCLAIM_PUBLIC_BASE_URL"):
+        Settings.from_env({}, jwt_secret="j" * 32, admin_token="a" * 32, public_base_url=base)
+    fine = Settings.from_env(
+        {}, jwt_secret="j" * 32, admin_token="a" * 32, public_base_url="https://m.example/shop/"
+    )
+    assert base_url(fine) == "https://m.example/shop"
