@@ -13,7 +13,6 @@ tells a person what they need to know.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from dataclasses import dataclass
 
@@ -154,7 +153,7 @@ class PublicViews:
         """The campaign as last read, refreshed when older than ``ttl_ms``."""
         entry = self._entries.get(campaign_id)
         now = self.clock.now_ms()
-        if entry is not None and now - entry.fetched_ms < self._ttl_ms:
+        if entry is not None and 0 <= now - entry.fetched_ms < self._ttl_ms:  # clocks step back
             return entry.snapshot
         try:
             snapshot = await self._shared_load(campaign_id)
@@ -182,8 +181,7 @@ class PublicViews:
     def _remember(self, campaign_id: str, entry: _Entry) -> None:
         entries = self._entries
         if campaign_id not in entries and len(entries) >= MAX_ENTRIES:
-            with contextlib.suppress(StopIteration):
-                del entries[next(iter(entries))]
+            del entries[next(iter(entries))]
         entries[campaign_id] = entry
 
     async def _load(self, campaign_id: str) -> Snapshot | None:

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.campaigns.ops import write_campaign
 from gateway.campaigns.spec import Campaign, decode_spec
+from gateway.h5 import public as public_module
 from gateway.h5.public import LOAD_ERRORS, PublicViews
 from gateway.infra.clients import redis_client
 from gateway.stack.servers import RedisServer
@@ -169,3 +170,20 @@ def _settings(url):
     return Settings.from_env(
         {}, redis_url=url, jwt_secret=JWT_SECRET, admin_token=ADMIN_TOKEN, redis_timeout_ms=300
     )
+
+
+async def test_made_up_ids_are_remembered_in_bounded_memory(redis, clock, monkeypatch):
+    monkeypatch.setattr(public_module, "MAX_ENTRIES", 3)
+    views = PublicViews(redis, clock, ttl_ms=1000, timeout_s=1.0)
+    for n in range(10):
+        assert await views.public(f"made-up-{n}", "h5") is None
+    assert list(views._entries) == ["made-up-7", "made-up-8", "made-up-9"]
+
+
+async def test_a_clock_stepping_back_does_not_freeze_the_view(make_client, ops, clock):
+    client = await make_client(campaign_cache_ms=1000)
+    campaign = await published(ops)
+    assert (await public(client, campaign.id))[1]["status"] == "upcoming"
+    await ops.pause(campaign.id)
+    clock.advance(-60_000)
+    assert (await public(client, campaign.id))[1]["status"] == "paused"
