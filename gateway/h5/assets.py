@@ -19,7 +19,6 @@ from importlib import resources
 from aiohttp import web
 
 PAGE = "page.html"
-STATIC_PREFIX = "/h5/static/"
 
 _TYPES = {
     ".html": "text/html",
