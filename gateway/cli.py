@@ -173,6 +173,10 @@ def _campaign(settings: Settings, args: argparse.Namespace) -> int:
         return _sync(commands.block)(settings, args.id, args.user, args.device)
     if action == "list":
         return _sync(commands.listing)(settings)
+    if action == "page":
+        from gateway.h5 import partners
+
+        return _sync(partners.command)(settings, args.id, args.channel, args.qr or "")
     return _sync(commands.lifecycle)(settings, action, args.id)
 
 
@@ -265,6 +269,10 @@ def _campaign_parser(parser: argparse.ArgumentParser) -> None:
     block.add_argument("--user", action="append", default=[])
     block.add_argument("--device", action="append", default=[])
     actions.add_parser("list", help="list campaigns")
+    page = actions.add_parser("page", help="a campaign's H5 page for a channel: link, QR code")
+    page.add_argument("id")
+    page.add_argument("--channel", default="h5", help="the partner's channel (default h5)")
+    page.add_argument("--qr", help="also write the link's QR code here (.svg or .png)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from gateway.keys import CampaignKeys
-from tests.helpers import JWT_SECRET, child_env, spec
+from tests.helpers import JWT_SECRET, child_env, flashclaim, spec
 
 
 @pytest.fixture
@@ -19,14 +19,7 @@ def run(settings, pool, redis):
     env = child_env(settings)
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return flashclaim(env, *args, stdin=stdin)
 
     return run
 

@@ -76,6 +76,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     consumer_group: str = "flashclaim-persist"
     consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
 
+    # The H5 claim page: where users reach the gateway, for partner links and QR codes
+    # ("" = http://host:port, right for a local run).
+    public_base_url: Annotated[
+        str, msgspec.Meta(pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$", max_length=200)
+    ] = ""
+
     # Operations.
     metrics_dir: str = ""
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0  # relay/consumer; 0: off
