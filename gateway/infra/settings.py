@@ -13,6 +13,8 @@ from typing import Annotated
 
 import msgspec
 
+from gateway.identifiers import whole
+
 ENV_PREFIX = "FLASHCLAIM_"
 
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -79,7 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # The H5 claim page: where users reach the gateway, for partner links and QR codes
     # ("" = http://host:port, right for a local run).
     public_base_url: Annotated[
-        str, msgspec.Meta(pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$", max_length=200)
+        str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
 
     # Operations.
