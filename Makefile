@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install flashclaim with its dev tools
 
-# Debian's prometheus package brings the server and promtool the deploy tests run.
-tools: ## system tools the tests need (apt, as root): prometheus/promtool
+# Debian's prometheus package brings the server and promtool the deploy tests run;
+# its chromium, the headless browser the H5 page tests drive (never `playwright install`).
+tools: ## system tools the tests need (apt, as root): prometheus/promtool, chromium
 	@command -v promtool >/dev/null || { echo "installing prometheus + promtool (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing chromium (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; }
 
 lint: install ## ruff: lint and formatting
 	$(BIN)/ruff check .
@@ -52,11 +56,12 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|do
 	  --host http://$${FLASHCLAIM_HOST:-127.0.0.1}:$${FLASHCLAIM_PORT:-8080} \
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
-bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end
+bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end; the H5 herd
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
 	$(BIN)/python -m bench.e2e_bench
+	$(BIN)/python -m bench.public_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

@@ -25,6 +25,9 @@ from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
+from gateway.h5 import api as h5_api
+from gateway.h5 import partners as h5_partners
+from gateway.h5.public import PublicViews
 from gateway.handoff.relay import run_relay
 from gateway.infra import clients, openapi, protocol
 from gateway.infra.auth import TokenVerifier
@@ -83,7 +86,9 @@ _HEALTH_OPERATIONS = [
 #: Every operation the gateway answers: the OpenAPI document is built from this list.
 OPERATIONS: list[Operation] = [
     *claim_api.OPERATIONS,
+    *h5_api.OPERATIONS,
     *campaigns_admin.OPERATIONS,
+    *h5_partners.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -118,6 +123,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.cleanup_ctx.append(_clients(settings, clock))
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
+    app.add_routes(h5_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -138,6 +144,7 @@ def _admin_app(settings: Settings) -> web.Application:
     )
     admin[ADMIN_TOKEN] = settings.admin_token
     admin.add_routes(campaigns_admin.routes())
+    admin.add_routes(h5_partners.admin_routes())
     return admin
 
 
@@ -158,6 +165,9 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
+        app[h5_api.VIEWS] = PublicViews(
+            redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
+        )
         app[SUBSCRIBED] = subscribed = asyncio.Event()
         stop = asyncio.Event()
         events = asyncio.create_task(

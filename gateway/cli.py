@@ -162,6 +162,9 @@ def _campaign_actions(parser: argparse.ArgumentParser) -> None:
     block.add_argument("--user", action="append", default=[], help="a user id (repeatable)")
     block.add_argument("--device", action="append", default=[], help="a device id (repeatable)")
     action("list", "list campaigns, newest first")
+    page = action("page", "a campaign's H5 page for a channel: its link, its QR code", "id")
+    page.add_argument("--channel", default="h5", help="the partner's channel")
+    page.add_argument("--qr", help="also write the link's QR code here (.svg or .png)")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,10 @@ def _campaign(settings: Settings, args: argparse.Namespace) -> int:
         return _sync(commands.block)(settings, args.id, args.user, args.device)
     if action == "list":
         return _sync(commands.listing)(settings)
+    if action == "page":
+        from gateway.h5 import partners
+
+        return _sync(partners.command)(settings, args.id, args.channel, args.qr or "")
     return _sync(commands.lifecycle)(settings, action, args.id)
 
 

@@ -11,11 +11,22 @@ from typing import Annotated
 
 import msgspec
 
-CAMPAIGN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # channels, tags, groups
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+def whole(body: str) -> str:
+    """A pattern matching ``body`` as the whole string.
+
+    msgspec checks patterns with ``re.search``, where ``$`` also matches before a final
+    newline: ``"abc\n"`` would pass ``^[a-z]+$``. ``(?!\n)`` closes that gap, and the
+    pattern stays valid for JSON Schema (ECMA-262) readers of the API document.
+    """
+    return f"^{body}(?!\\n)$"
+
+
+CAMPAIGN_ID_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+LABEL_PATTERN = whole(r"[a-z0-9][a-z0-9_-]{0,31}")  # channels, tags, groups
+USER_ID_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+DEVICE_ID_PATTERN = whole(r"[A-Za-z0-9_.:-]{1,128}")
+REQUEST_ID_PATTERN = whole(r"[A-Za-z0-9_-]{8,64}")
 
 CampaignId = Annotated[str, msgspec.Meta(pattern=CAMPAIGN_ID_PATTERN)]
 Label = Annotated[str, msgspec.Meta(pattern=LABEL_PATTERN)]

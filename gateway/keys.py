@@ -42,6 +42,13 @@ class CampaignKeys:
         return f"{self.base}:cfg"
 
     @property
+    def spec(self) -> str:
+        """String: the campaign as published, JSON (for readers needing more than ``config``,
+        e.g. the public page: name, kind, validity, page copy). Status and stock are
+        ``config``'s: pause, resume and top-up change only those."""
+        return f"{self.base}:spec"
+
+    @property
     def counters(self) -> str:
         """Hash: ``issued`` coupons and ``spent`` cents (written only by scripts)."""
         return f"{self.base}:counters"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -120,3 +122,17 @@ async def snapshot(redis: Redis, campaign: Campaign) -> dict[str, Any]:
 def child_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     """The environment of a flashclaim child process running with ``settings``."""
     return {**os.environ, **to_env(msgspec.structs.replace(settings, **overrides))}
+
+
+def flashclaim(
+    env: dict[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``flashclaim`` command in a child process with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

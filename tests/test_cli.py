@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 
 import jwt
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from gateway import cli
 from gateway.keys import CampaignKeys
 from gateway.stack.servers import free_port
-from tests.helpers import JWT_SECRET, child_env, spec
+from tests.helpers import JWT_SECRET, child_env, flashclaim, spec
 
 
 @pytest.fixture
@@ -23,14 +22,7 @@ def run(settings, pool, redis):
     env = child_env(settings)
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return flashclaim(env, *args, stdin=stdin)
 
     return run
 
@@ -68,13 +60,7 @@ def test_token_is_valid_for_the_gateway(run):
 def bare(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``flashclaim`` with no FLASHCLAIM_* variable but those given."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FLASHCLAIM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        env={**environ, **{f"FLASHCLAIM_{k.upper()}": v for k, v in env.items()}},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return flashclaim({**environ, **{f"FLASHCLAIM_{k.upper()}": v for k, v in env.items()}}, *args)
 
 
 def test_each_command_asks_only_for_the_secrets_it_uses(settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from gateway.h5.assets import assets
 from gateway.infra.lua import lua_dir
 from gateway.infra.migrations import migrations_dir
 
@@ -26,3 +27,8 @@ def test_runtime_files_are_found():
         "0001_campaigns.sql",
         "0002_coupons.sql",
     ]
+
+
+def test_the_h5_page_is_package_data():
+    """Inside ``gateway/`` (the wheel's package, the image's COPY), read as resources."""
+    assert {"page.html", "page.js", "flashclaim.js"} <= set(assets())

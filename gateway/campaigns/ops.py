@@ -145,6 +145,7 @@ async def write_campaign(redis: Redis, campaign: Campaign) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         config: Mapping[Any, Any] = redis_config(campaign)
         pipe.hset(keys.config, mapping=config)
+        pipe.set(keys.spec, msgspec.json.encode(campaign))
         pipe.hsetnx(keys.counters, "issued", 0)
         pipe.hsetnx(keys.counters, "spent", 0)
         await pipe.execute()

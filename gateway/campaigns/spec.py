@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from gateway.campaigns.pages import PageSetup
 from gateway.identifiers import CampaignId, Label
 
 MAX_CENTS = 100_000_000_000  # one billion yuan: far above any real coupon budget
@@ -105,6 +106,7 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     audience: Audience = msgspec.field(default_factory=Audience)
     exclusion_group: Label | None = None
     channels: list[Label] = msgspec.field(default_factory=list)  # empty: every channel
+    pages: PageSetup = msgspec.field(default_factory=PageSetup)  # the H5 page's copy, per channel
 
     @property
     def value_cents(self) -> int:

@@ -10,8 +10,9 @@ bodies: the document cannot describe a field the code does not have.
 operation and each operation its route), and the fuzz suite holds the answers to it.
 
 Every operation also answers what the edge may say to any request (431
-HEADERS_TOO_LARGE, 500 INTERNAL), and, by its kind, 401 UNAUTHORIZED (behind a token) and
-400/413/415/422 INVALID_REQUEST (with a JSON body); those are added here, not repeated.
+HEADERS_TOO_LARGE, 500 INTERNAL), and, by its kind, 401 UNAUTHORIZED (behind a token),
+400/413/415/422 INVALID_REQUEST (with a JSON body) and 404 NOT_FOUND (with path
+parameters, which may not route); those are added here, not repeated.
 
 ``/docs`` is one self-contained HTML page (``docs.html``, no CDN, no vendored bundle: many
 users sit on closed networks, and a page of our own that reads ``/openapi.json`` is a few
@@ -61,12 +62,14 @@ class Operation:
     tag: str
     ok: Any = None  # the success body's type (a msgspec struct), None for no JSON body
     ok_status: int = 200
-    ok_media: str = JSON  # media type of the success body
+    ok_media: str | tuple[str, ...] = JSON  # media type(s) of the success body
     body: Any = None  # the JSON request body's type
     auth: str = ""  # "user" (a user's JWT), "admin" (the admin token) or "" (none)
     refusals: Sequence[Answer] = ()
     refusal_bodies: Mapping[int, Any] = field(default_factory=dict)  # status: type
+    refusal_media: Mapping[int, str] = field(default_factory=dict)  # status: not JSON but this
     params: Mapping[str, Any] = field(default_factory=dict)  # path parameter: type
+    query: Mapping[str, Any] = field(default_factory=dict)  # optional query parameter: type
     description: str = ""
 
 
@@ -75,6 +78,8 @@ def _answers(operation: Operation) -> dict[int, list[Reason]]:
     answers: list[Answer] = [*operation.refusals, Reason.HEADERS_TOO_LARGE, Reason.INTERNAL]
     if operation.auth:
         answers.append(Reason.UNAUTHORIZED)
+    if operation.params:  # a parameter that cannot be routed (a "/" in it, say)
+        answers.append(Reason.NOT_FOUND)
     if operation.body is not None:
         answers += [(Reason.INVALID_REQUEST, status) for status in (400, 413, 415, 422)]
     by_status: dict[int, list[Reason]] = {}
@@ -88,7 +93,9 @@ def _answers(operation: Operation) -> dict[int, list[Reason]]:
 def _types(operations: Iterable[Operation]) -> list[Any]:
     found: list[Any] = [Refusal, Reason]
     for op in operations:
-        for kind in (op.ok, op.body, *op.refusal_bodies.values(), *op.params.values()):
+        kinds = (op.ok, op.body, *op.refusal_bodies.values(), *op.params.values(),
+                 *op.query.values())  # fmt: skip
+        for kind in kinds:
             if kind is not None and kind not in found:
                 found.append(kind)
     return found
@@ -134,20 +141,24 @@ def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
     request_id = {"X-Request-Id": _header("This request's id (the one you sent, or a new one)")}
     ok: dict[str, Any] = {"description": op.summary, "headers": request_id}
     if op.ok is not None:
-        ok["content"] = {op.ok_media: {"schema": schema_of[id(op.ok)]}}
+        ok["content"] = {str(op.ok_media): {"schema": schema_of[id(op.ok)]}}
     elif op.ok_media != JSON:
-        ok["content"] = {op.ok_media: {"schema": {"type": "string"}}}
+        media = (op.ok_media,) if isinstance(op.ok_media, str) else op.ok_media
+        ok["content"] = {kind: {"schema": {"type": "string"}} for kind in media}
     responses: dict[str, Any] = {str(op.ok_status): ok}
     for status, reasons in _answers(op).items():
         body = schema_of[id(op.refusal_bodies.get(status, Refusal))]
         schema = {"allOf": [body, {"properties": {"reason": {"enum": [r.value for r in reasons]}}}]}
+        content: dict[str, Any] = {JSON: {"schema": schema}}
+        if status in op.refusal_media:  # a page's own error page, say
+            content = {op.refusal_media[status]: {"schema": {"type": "string"}}}
         headers = dict(request_id)
         if {Reason.NOT_STARTED, Reason.RATE_LIMITED, Reason.UNAVAILABLE} & set(reasons):
             headers["Retry-After"] = _header("Seconds until a retry can succeed", "integer")
         responses[str(status)] = {
             "description": ", ".join(f"{r.value} ({r.code})" for r in reasons),
             "headers": headers,
-            "content": {JSON: {"schema": schema}},
+            "content": content,
         }
     result: dict[str, Any] = {
         "operationId": _operation_id(op),
@@ -165,11 +176,15 @@ def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
             "required": True,
             "content": {JSON: {"schema": schema_of[id(op.body)]}},
         }
-    if op.params:
-        result["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": schema_of[id(kind)]}
-            for name, kind in op.params.items()
-        ]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": schema_of[id(kind)]}
+        for name, kind in op.params.items()
+    ] + [
+        {"name": name, "in": "query", "required": False, "schema": schema_of[id(kind)]}
+        for name, kind in op.query.items()
+    ]
+    if parameters:
+        result["parameters"] = parameters
     return result
 
 

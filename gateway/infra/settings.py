@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from gateway.identifiers import whole
+
 ENV_PREFIX = "FLASHCLAIM_"
 SECRETS = ("jwt_secret", "admin_token")
 
@@ -105,6 +107,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     relay_reclaim_ms: _Positive = 10_000
     consumer_group: str = "flashclaim-persist"
     consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+    # The H5 claim page: where users reach the gateway, for partner links and QR codes
+    # ("" = http://host:port, right for a local run).
+    public_base_url: Annotated[
+        str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
+    ] = ""
 
     # Operations.
     metrics_dir: str = ""

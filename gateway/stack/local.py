@@ -228,6 +228,14 @@ def claim_command(settings: Settings) -> str:
     )
 
 
+def page_link(settings: Settings) -> str:
+    """The demo campaign's H5 claim page, handed a fresh demo user's token as an app would."""
+    token = mint(
+        settings.jwt_secret, f"demo-{uuid.uuid4().hex[:8]}", expires_s=int(time.time()) + 86_400
+    )
+    return f"http://{settings.host}:{settings.port}/h5/{DEMO_CAMPAIGN}#token={token}"
+
+
 def write_stack_env(settings: Settings, path: Path) -> None:
     """Where this stack's services are, for ``make loadtest`` and other shells to source."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +261,7 @@ def banner(settings: Settings, redis: str, stack_env: Path) -> str:
         f"  Kafka           {settings.kafka_bootstrap}\n"
         f"  PostgreSQL      {masked(settings.database_url)}\n"
         f"\nClaim the demo coupon:\n  {claim_command(settings)}\n"
+        f"or in a browser, on its H5 page:\n  {page_link(settings)}\n"
         f"\nOther shells: set -a; . {stack_env}; set +a  (these addresses)\n"
         f"Load test it from another shell: make loadtest SCENARIO=seckill USERS=200\n"
         f"Ctrl-C stops everything (after the outbox has drained).\n"

@@ -6,6 +6,7 @@ import time
 import warnings
 
 import jwt
+import orjson
 import pytest
 
 from tests.helpers import JWT_SECRET, T0_MS, auth, body, published, snapshot, token
@@ -25,6 +26,8 @@ async def post(client, data, headers, **kwargs):
 def json_headers(user="u1", **claims):
     return {**auth(user, **claims), "Content-Type": "application/json"}
 
+
+GOOD_BODY = {"campaignId": "c", "requestId": "req-00001", "deviceId": "d", "channel": "a"}
 
 BODIES = [
     pytest.param(b"{", 400, id="truncated-json"),
@@ -71,6 +74,12 @@ BODIES = [
         id="channel-pattern",
     ),
     pytest.param(b"\xff\xfe{}", 400, id="not-utf8"),
+    *(  # msgspec's pattern is a re.search, where "$" also matches before a final newline
+        pytest.param(
+            orjson.dumps({**GOOD_BODY, field: GOOD_BODY[field] + "\n"}), 422, id=f"{field}-newline"
+        )
+        for field in GOOD_BODY
+    ),
 ]
 
 

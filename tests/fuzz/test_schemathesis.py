@@ -42,6 +42,23 @@ CONFIG = schemathesis.Config.from_dict(
         "checks": {
             # A spec can fit its JSON Schema and still break a rule across fields (a
             # cash_off coupon needs a face value below its threshold): that is a 422.
+            # Too large is a refusal too (FLASHCLAIM_MAX_BODY_BYTES, admin: 1 MiB).
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    "400",
+                    "401",
+                    "403",
+                    "404",
+                    "405",
+                    "406",
+                    "409",
+                    "413",
+                    "415",
+                    "422",
+                    "428",
+                    "429",
+                ]
+            },
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "410", "422", "429"]
             },
