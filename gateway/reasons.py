@@ -168,5 +168,8 @@ BUSINESS_REFUSALS = EXHAUSTED | frozenset(
     }
 )
 
+#: Refusals that are the gateway's (or its storage's) trouble, answered 5xx: logged.
+SERVER_SIDE = frozenset(reason for reason in Reason if reason.status >= 500)
+
 #: Pre-rendered bodies for the refusals a herd hammers; built once, sent as bytes.
 REFUSAL_BODIES = {reason: refusal_body(reason) for reason in Reason}

@@ -117,15 +117,16 @@ class PersistenceGuard:
         self._allow_volatile = allow_volatile
         self._timeout_s = timeout_s
         self.state: Persistence | None = None
+        #: Why claims are refused now, or None when they are served (read by every claim:
+        #: a plain attribute, worked out when the state changes).
+        self.refusal: str | None = self._refusal()
 
     @property
     def volatile_allowed(self) -> bool:
         """Serving claims from a Redis that would forget them, because a setting says so."""
         return self._allow_volatile and self.state is not None and not self.state.keeps_claims
 
-    @property
-    def refusal(self) -> str | None:
-        """Why claims are refused now, or None when they are served."""
+    def _refusal(self) -> str | None:
         if self.state is None:
             return "Redis persistence is not known yet (Redis has not answered); retry shortly"
         if self.state.keeps_claims or self._allow_volatile:
@@ -147,6 +148,7 @@ class PersistenceGuard:
             level = logging.INFO if state.keeps_claims else logging.WARNING
             log.log(level, "Redis persistence: %s", state.describe())
         self.state = state
+        self.refusal = self._refusal()
         self._export()
         return True
 
