@@ -104,8 +104,8 @@ def json_response(data: object, status: int = 200) -> web.Response:
 
 def edge_middleware(cors: CorsPolicy | None = None) -> Middleware:
     """The outermost middleware of the gateway (see the module's docstring). It runs for
-    every claim of a herd, so its common path is a handful of plain operations (about 1.5
-    µs measured; ``tests/infra/test_edge.py``, README: Logs)."""
+    every claim of a herd, so its common path is a handful of plain operations (a couple
+    of microseconds; README: Logs, for how that was measured)."""
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:

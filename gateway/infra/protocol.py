@@ -19,6 +19,7 @@ test_protocol.py`` and the fuzz suite notice if an aiohttp upgrade moves them.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web, web_protocol, web_response, web_urldispatcher
 from aiohttp.http import HttpVersion11
@@ -67,7 +68,8 @@ def _handle_error(
         response = refusal(reason)
     else:
         log.debug("unparsable request from %s: %s", request.remote, exc)
-        detail = (getattr(exc, "message", "") or message or "")[:_MAX_DETAIL]
+        detail = str(getattr(exc, "message", "") or message or "")
+        detail = re.split(r": (?:b'|bytearray\()", detail)[0][:_MAX_DETAIL]  # no token echoed
         if reason is Reason.HEADERS_TOO_LARGE:
             status = reason.status
         response = refusal(reason, f"{reason.message} {detail}".strip(), status=status)

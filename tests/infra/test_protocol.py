@@ -61,6 +61,7 @@ async def test_unparsable_requests_get_a_json_refusal(client, caplog, data, stat
     assert isinstance(refusal, dict)
     assert (answer.status, refusal["reason"]) == (status, reason), refusal
     assert refusal["message"]
+    assert "aaaaaaaa" not in refusal["message"]  # a token is not sent back
     assert answer.headers["x-request-id"]
     assert "aiohttp" not in answer.headers.get("server", "")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
