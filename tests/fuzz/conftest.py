@@ -1,6 +1,6 @@
 """One real gateway for the fuzz suite: ``flashclaim serve`` in a child process, as in
-production (aiohttp's runner, uvloop, JSON logs on stderr, a published campaign open now),
-on the session's Redis (AOF) and a scratch database of its own."""
+production (aiohttp's runner, uvloop, JSON logs on stderr, a published campaign open now,
+Kubernetes' service-link variables in its environment), on the session's Redis (AOF)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
 from gateway.stack.servers import RedisServer, free_port, wait_for_port
 from tests.helpers import ADMIN_TOKEN, JWT_SECRET, child_env, open_now, published
+from tests.infra.test_settings import SERVICE_LINKS
 
 #: The campaign every fuzz test may claim from: open now, stock enough for any run.
 FUZZ_CAMPAIGN = "fuzz-open"
@@ -95,7 +96,7 @@ def fuzzed(
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve"],
-            env=child_env(settings),
+            env={**child_env(settings), **SERVICE_LINKS},  # as a Kubernetes pod would have
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
