@@ -20,7 +20,7 @@ from tests.fuzz.conftest import FUZZ_CAMPAIGN
 from tests.helpers import ADMIN_TOKEN, body, open_now, spec, token
 from tests.rawhttp import exchange
 
-MAX_EXAMPLES = 600  # per test
+MAX_EXAMPLES = 1000  # per test
 REASONS = {reason.value for reason in Reason}
 USER = f"Bearer {token('raw-fuzzer')}".encode()
 ADMIN = f"Bearer {ADMIN_TOKEN}".encode()

@@ -25,7 +25,7 @@ from gateway.infra.openapi import build_document
 from tests.fuzz.conftest import FUZZ_CAMPAIGN
 from tests.helpers import ADMIN_TOKEN, open_now, spec, token
 
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = 200
 USER_TOKEN = token("fuzzer-1")
 CONFIG = schemathesis.Config.from_dict(
     {
