@@ -1,16 +1,20 @@
 """``create_app(settings)``: the gateway as one aiohttp application.
 
-Each capability brings its routes (``gateway/<capability>/api.py``); this module wires
-them, opens the clients they share in ``cleanup_ctx`` (kept under typed ``web.AppKey``s)
-and answers the health checks. On shutdown the worker first reports not-ready, so load
-balancers stop sending claims before its connections close.
+Each capability brings its routes (``gateway/<capability>/api.py``) and the operations
+that describe them (``OPERATIONS``, gathered below into the OpenAPI document served at
+``/openapi.json``); this module wires them, opens the clients they share in
+``cleanup_ctx`` (kept under typed ``web.AppKey``s) and answers the health checks. On
+shutdown the worker first reports not-ready, so load balancers stop sending claims
+before its connections close.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import msgspec
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from redis.exceptions import RedisError
@@ -25,29 +29,88 @@ from gateway.h5 import api as h5_api
 from gateway.h5 import partners as h5_partners
 from gateway.h5.public import PublicViews
 from gateway.handoff.relay import run_relay
-from gateway.infra import clients
+from gateway.infra import clients, openapi, protocol
 from gateway.infra.auth import TokenVerifier
 from gateway.infra.clock import Clock, SystemClock
+from gateway.infra.cors import CorsPolicy
 from gateway.infra.http import (
     ADMIN_TOKEN,
+    PERSISTENCE,
     READY,
     REDIS,
     SETTINGS,
     TOKENS,
     admin_auth,
-    error_middleware,
+    edge_middleware,
     json_response,
 )
 from gateway.infra.metrics import exposition_registry
-from gateway.infra.settings import Settings
+from gateway.infra.openapi import Operation
+from gateway.infra.persistence import PersistenceGuard
+from gateway.infra.settings import SECRETS, ConfigError, Settings
+from gateway.reasons import Reason
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
 
+class Health(msgspec.Struct):
+    """The process's state in a word (``ok``, ``draining``, ``redis unavailable``, ...)."""
+
+    status: str
+
+
+class Readiness(Health):
+    """Ready for claims, and what the gateway knows of Redis's persistence."""
+
+    redis: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    error: str | msgspec.UnsetType = msgspec.UNSET
+
+
+_HEALTH_OPERATIONS = [
+    Operation("GET", "/livez", "The process is up and its event loop turns", "health", ok=Health),
+    Operation(
+        "GET",
+        "/readyz",
+        "Ready for claims: Redis answers, keeps claims on disk (or is allowed not to), and"
+        " the worker is not draining",
+        "health",
+        ok=Readiness,
+        refusals=[(Reason.UNAVAILABLE, 503)],
+        refusal_bodies={503: Readiness},
+    ),
+    Operation(
+        "GET", "/metrics", "Prometheus metrics of every worker", "health", ok_media="text/plain"
+    ),
+]
+
+#: Every operation the gateway answers: the OpenAPI document is built from this list.
+OPERATIONS: list[Operation] = [
+    *claim_api.OPERATIONS,
+    *h5_api.OPERATIONS,
+    *campaigns_admin.OPERATIONS,
+    *h5_partners.OPERATIONS,
+    *_HEALTH_OPERATIONS,
+    *openapi.OPERATIONS,
+]
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
-    """The gateway: claim endpoint, health, metrics and the admin API."""
+    """The gateway: claim endpoint, health, metrics, the API document and the admin API."""
+    missing = [
+        f"FLASHCLAIM_{key.upper()} must be set" for key in SECRETS if not getattr(settings, key)
+    ]
+    if missing:
+        raise ConfigError(missing)
+    protocol.install()
     clock = clock or SystemClock()
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    cors = (
+        CorsPolicy(settings.cors_origin_list, settings.cors_max_age_s, settings.cors_credentials)
+        if settings.cors_origins
+        else None
+    )
+    app = web.Application(
+        middlewares=[edge_middleware(cors)], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
     app[READY] = {"ready": False}
     app[TOKENS] = TokenVerifier(
@@ -68,6 +131,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             web.get("/metrics", make_aiohttp_handler(exposition_registry(settings.metrics_dir))),
         ]
     )
+    app.add_routes(openapi.routes(openapi.build_document(OPERATIONS)))
     app.add_subapp("/admin/", _admin_app(settings))
     return app
 
@@ -91,8 +155,15 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         pool = await clients.create_pool(settings.database_url)
         claims = ClaimService(claim_redis, clock, settings)
         await claims.detect_server()
+        guard = PersistenceGuard(
+            redis,
+            allow_volatile=settings.allow_volatile_redis,
+            timeout_s=settings.redis_timeout_ms / 1000,
+        )
+        await guard.check()
         app[REDIS] = redis
         app[claim_api.CLAIMS] = claims
+        app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
@@ -102,6 +173,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         events = asyncio.create_task(
             follow_campaign_events(redis, claims.campaigns.invalidate, subscribed, stop)
         )
+        watch = asyncio.create_task(guard.watch(stop))
         relay = (
             asyncio.create_task(run_relay(settings, redis, stop))
             if settings.relay_in_gateway
@@ -115,6 +187,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             if relay is not None:
                 await relay  # finishes its batch: what Kafka acknowledged is acked
             await events
+            await watch
             await pool.close()
             await claim_redis.aclose()
             await redis.aclose()
@@ -132,11 +205,21 @@ async def livez(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready for claims: Redis answers and the worker is not shutting down."""
+    """Ready for claims: Redis answers and would keep them (or may forget them, by a
+    setting), and the worker is not shutting down."""
     if not request.app[READY]["ready"]:
         return json_response({"status": "draining"}, status=503)
+    guard = request.app[PERSISTENCE]
     try:
         await request.app[claim_api.CLAIMS].ping()
     except (RedisError, OSError) as exc:
-        return json_response({"status": "redis unavailable", "error": str(exc)}, status=503)
-    return json_response({"status": "ok"})
+        return json_response(
+            {"status": "redis unavailable", "error": str(exc), "redis": guard.readiness()}, 503
+        )
+    if guard.refusal is not None:
+        return json_response(
+            {"status": "redis would forget claims", "error": guard.refusal,
+             "redis": guard.readiness()},
+            503,
+        )  # fmt: skip
+    return json_response({"status": "ok", "redis": guard.readiness()})

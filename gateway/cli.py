@@ -2,56 +2,73 @@
 
 This module only parses arguments and dispatches: each command lives in the module of its
 capability. Configuration comes from ``FLASHCLAIM_*`` variables (``gateway/infra/
-settings.py``); flags override the few that matter on a command line.
+settings.py``); flags override the few that matter on a command line. Each command asks
+only for the secrets it uses, reports every settings problem at once, and answers an
+operator's mistake or an unreachable service with one line on stderr (exit 1), never a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib.metadata
 import sys
-import time
-from collections.abc import Callable, Coroutine
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from gateway.infra import logs
-from gateway.infra.settings import ConfigError, Settings
+import msgspec
 
-Run = Callable[[Settings, argparse.Namespace], int]
+from gateway.commands import COMMANDS, GATEWAY_SECRETS, Run
+from gateway.infra import logs
+from gateway.infra.console import failure
+from gateway.infra.settings import ConfigError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flashclaim`` command."""
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(**_overrides(args))
+        settings = Settings.from_env(require=args.needs, **_overrides(args))
     except ConfigError as exc:
-        print(f"flashclaim: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"flashclaim {args.command}: {problem}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format, process=args.command)
     return _guarded(args.run, settings, args)
 
 
 def _guarded(run: Run, settings: Settings, args: argparse.Namespace) -> int:
     """Run a command; operator mistakes and unreachable services print a line, exit 1."""
+    from aiokafka.errors import KafkaError
+    from asyncpg import PostgresError
+    from redis.exceptions import RedisError
+
     from gateway.campaigns.ops import CampaignStateError
     from gateway.campaigns.spec import InvalidSpec
     from gateway.campaigns.store import CampaignExists, CampaignNotFound
     from gateway.stack.servers import StartError
 
+    command = f"flashclaim {args.command}"
     try:
         return run(settings, args)
     except InvalidSpec as exc:
         for error in exc.errors:
-            print(f"invalid: {error.field}: {error.message}", file=sys.stderr)
+            print(f"{command}: invalid: {error.field}: {error.message}", file=sys.stderr)
         return 1
-    except StartError as exc:
-        print(f"flashclaim {args.command}: {exc}", file=sys.stderr)
+    except (StartError, CampaignStateError, ConfigError) as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
         return 1
-    except (CampaignNotFound, CampaignExists, CampaignStateError, OSError) as exc:
-        print(f"flashclaim: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except CampaignNotFound as exc:
+        print(f"{command}: no campaign {exc}", file=sys.stderr)
         return 1
+    except CampaignExists as exc:
+        print(f"{command}: campaign {exc} exists already", file=sys.stderr)
+        return 1
+    except (RedisError, PostgresError, KafkaError, OSError, TimeoutError) as exc:
+        print(f"{command}: {failure(exc, settings)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,211 +84,86 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _sync(command: Callable[..., Coroutine[Any, Any, int]]) -> Callable[..., int]:
-    """An async command as a plain one."""
-
-    def run(*args: Any, **kwargs: Any) -> int:
-        return asyncio.run(command(*args, **kwargs))
-
-    return run
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; descriptions and epilogs keep their lines."""
 
 
-def _read(path: str) -> bytes:
-    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+def _environment(names: Sequence[str]) -> str:
+    """An epilog naming the variables a command reads."""
+    listed = "\n".join(f"  FLASHCLAIM_{name}" for name in names)
+    return f"environment:\n{listed}\n  (all settings: flashclaim --help; README: Settings)"
 
 
-# Dispatch: one small function per command, each calling its capability's entry point.
-
-
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.stack.supervisor import Supervisor
-
-    return Supervisor(settings).run()
-
-
-def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.stack.supervisor import run_worker
-
-    run_worker(settings)
-    return 0
-
-
-def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.stack.local import up
-
-    return up(settings, Path(args.data_dir), embedded_postgres=args.embedded_postgres)
-
-
-def _relay(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.handoff import relay
-
-    return relay.main(settings)
-
-
-def _consumer(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.handoff import consumer
-
-    return consumer.main(settings)
-
-
-def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.ops import reconcile
-
-    command = _sync(reconcile.command)
-    return command(settings, textfile=args.textfile or "", with_kafka=not args.no_kafka)
-
-
-def _verify(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.ops import verify
-
-    command = _sync(verify.command)
-    return command(settings, prefix=args.prefix, metrics_url=args.metrics_url, wait_s=args.wait)
-
-
-def _recover(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.ops import recover
-
-    return _sync(recover.command)(settings, args.ids)
-
-
-def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.infra.migrations import migrate_database
-
-    applied = asyncio.run(migrate_database(settings.database_url))
-    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
-    return 0
-
-
-def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.infra.auth import user_token
-
-    print(
-        user_token(
-            settings,
-            args.user,
-            ttl_s=args.ttl,
-            now_s=int(time.time()),
-            new_user=args.new_user,
-            level=args.level,
-            tags=args.tag,
-        )
-    )
-    return 0
-
-
-def _campaign(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.campaigns import commands
-
-    action: str = args.action
-    if action == "create":
-        return _sync(commands.create)(settings, _read(args.file))
-    if action == "update":
-        return _sync(commands.update)(settings, args.id, _read(args.file))
-    if action == "topup":
-        return _sync(commands.top_up)(settings, args.id, args.stock, args.budget_cents)
-    if action == "block":
-        return _sync(commands.block)(settings, args.id, args.user, args.device)
-    if action == "list":
-        return _sync(commands.listing)(settings)
-    if action == "page":
-        from gateway.h5 import partners
-
-        return _sync(partners.command)(settings, args.id, args.channel, args.qr or "")
-    return _sync(commands.lifecycle)(settings, action, args.id)
-
-
-# The parser.
+def _all_settings() -> str:
+    """Every setting with its default, for ``flashclaim --help``."""
+    lines = ["settings (environment variables) and their defaults:"]
+    for field in msgspec.structs.fields(Settings):
+        if field.name in GATEWAY_SECRETS:
+            default = "(no default; serve, worker and up need it)"
+        else:
+            default = repr(field.default)
+        lines.append(f"  FLASHCLAIM_{field.name.upper():<26} {default}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flashclaim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="flashclaim",
+        description="Flash-claim coupon gateway: every claim decided atomically in Redis,"
+        " carried without loss to PostgreSQL.",
+        epilog=_all_settings(),
+        formatter_class=_Help,
+    )
+    version = importlib.metadata.version("flashclaim")
+    parser.add_argument("--version", action="version", version=f"flashclaim {version}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
-
-    serve = commands.add_parser("serve", help="run the gateway (several worker processes)")
-    _server_flags(serve)
-    serve.set_defaults(run=_serve)
-
-    up = commands.add_parser("up", help="local stack: Redis if needed, migrations, demo, gateway")
-    _server_flags(up)
-    up.add_argument("--data-dir", default="var", help="where started servers keep their data")
-    up.add_argument("--redis-port", type=int, help="Redis to use or start on 127.0.0.1")
-    up.add_argument("--kafka-port", type=int, help="Kafka to use or start on 127.0.0.1")
-    up.add_argument(
-        "--embedded-postgres",
-        action="store_true",
-        help="run a PostgreSQL of its own under the data dir, even if one is configured",
-    )
-    up.set_defaults(run=_up)
-
-    commands.add_parser("relay", help="relay outboxes to Kafka until SIGTERM").set_defaults(
-        run=_relay
-    )
-    commands.add_parser("consumer", help="persist claims from Kafka to PostgreSQL").set_defaults(
-        run=_consumer
-    )
-
-    reconcile = commands.add_parser("reconcile", help="compare Redis, outbox, Kafka, PostgreSQL")
-    reconcile.add_argument("--textfile", help="also write the figures as Prometheus text here")
-    reconcile.add_argument("--no-kafka", action="store_true", help="skip the Kafka lag")
-    reconcile.set_defaults(run=_reconcile)
-
-    verify = commands.add_parser("verify", help="after a load test: drain, then check invariants")
-    verify.add_argument("--prefix", default="", help="only campaigns whose id starts so")
-    verify.add_argument("--metrics-url", default="", help="a gateway's /metrics, for refusals")
-    verify.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the drain")
-    verify.set_defaults(run=_verify)
-
-    recover = commands.add_parser("recover", help="rebuild campaigns' Redis state after loss")
-    recover.add_argument("ids", nargs="*", metavar="ID", help="campaign ids (default: all live)")
-    recover.set_defaults(run=_recover)
-
-    commands.add_parser("worker", help="run one gateway worker (serve starts these)").set_defaults(
-        run=_worker
-    )
-    commands.add_parser("migrate", help="create the database, apply migrations").set_defaults(
-        run=_migrate
-    )
-
-    token = commands.add_parser("token", help="mint a bearer token for a user")
-    token.add_argument("user")
-    token.add_argument("--ttl", type=int, default=86_400, help="seconds of validity")
-    token.add_argument("--new-user", action="store_true")
-    token.add_argument("--level", type=int, default=0)
-    token.add_argument("--tag", action="append", default=[])
-    token.set_defaults(run=_token)
-
-    _campaign_parser(commands.add_parser("campaign", help="operate campaigns"))
+    for command in COMMANDS:
+        sub = commands.add_parser(
+            command.name,
+            help=command.summary,
+            description=f"{command.summary[:1].upper()}{command.summary[1:]}."
+            + (f"\n\n{command.description}" if command.description else ""),
+            epilog=_environment(command.env) if command.env else None,
+            formatter_class=_Help,
+        )
+        sub.set_defaults(run=command.run, needs=command.needs)
+        if command.flags is not None:
+            command.flags(sub)
+        if command.name == "campaign":
+            _campaign_actions(sub)
     return parser
 
 
-def _server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--host")
-
-
-def _campaign_parser(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(run=_campaign)
+def _campaign_actions(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(required=True, metavar="ACTION", dest="action")
-    create = actions.add_parser("create", help="store a campaign from a JSON spec")
-    create.add_argument("file", help="JSON spec file, - for stdin")
-    update = actions.add_parser("update", help="change fields of a campaign")
-    update.add_argument("id")
+    epilog = _environment(("REDIS_URL", "DATABASE_URL"))
+
+    def action(name: str, summary: str, *ids: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name, help=summary, description=f"{summary}.", epilog=epilog, formatter_class=_Help
+        )
+        for arg in ids:
+            sub.add_argument(arg, help="campaign id")
+        return sub
+
+    action("create", "store a campaign from a JSON spec, as a draft").add_argument(
+        "file", help="JSON spec file, - for stdin"
+    )
+    update = action("update", "change fields of a campaign (republished at once when live)", "id")
     update.add_argument("file", help="JSON object of changed fields, - for stdin")
-    for name in ("publish", "pause", "resume", "show"):
-        actions.add_parser(name, help=f"{name} a campaign").add_argument("id")
-    topup = actions.add_parser("topup", help="add stock and/or budget")
-    topup.add_argument("id")
-    topup.add_argument("--stock", type=int, default=0)
-    topup.add_argument("--budget-cents", type=int, default=0)
-    block = actions.add_parser("block", help="block users and devices from a campaign")
-    block.add_argument("id")
-    block.add_argument("--user", action="append", default=[])
-    block.add_argument("--device", action="append", default=[])
-    actions.add_parser("list", help="list campaigns")
-    page = actions.add_parser("page", help="a campaign's H5 page for a channel: link, QR code")
-    page.add_argument("id")
-    page.add_argument("--channel", default="h5", help="the partner's channel (default h5)")
+    action("publish", "publish a campaign: claims are decided from now on", "id")
+    action("pause", "pause a campaign: claims answer PAUSED", "id")
+    action("resume", "resume a paused campaign", "id")
+    action("show", "show a campaign with its live counters", "id")
+    topup = action("topup", "add stock and/or budget", "id")
+    topup.add_argument("--stock", type=int, default=0, help="coupons to add")
+    topup.add_argument("--budget-cents", type=int, default=0, help="budget to add, in cents")
+    block = action("block", "block users and devices from a campaign", "id")
+    block.add_argument("--user", action="append", default=[], help="a user id (repeatable)")
+    block.add_argument("--device", action="append", default=[], help="a device id (repeatable)")
+    action("list", "list campaigns, newest first")
+    page = action("page", "a campaign's H5 page for a channel: its link, its QR code", "id")
+    page.add_argument("--channel", default="h5", help="the partner's channel")
     page.add_argument("--qr", help="also write the link's QR code here (.svg or .png)")
 
 

@@ -39,6 +39,9 @@ class Reason(enum.StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
+    CLIENT_CLOSED = "CLIENT_CLOSED"
+    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
     INTERNAL = "INTERNAL"
 
     @property
@@ -62,7 +65,7 @@ class Reason(enum.StrEnum):
         return _BY_CODE[code]
 
 
-_TABLE: list[tuple[Reason, int, HTTPStatus, str]] = [
+_TABLE: list[tuple[Reason, int, int, str]] = [
     (Reason.ACCEPTED, 0, HTTPStatus.OK, "Coupon claimed."),
     (Reason.SOLD_OUT, 1, HTTPStatus.CONFLICT, "All coupons of this campaign are gone."),
     (Reason.DAILY_SOLD_OUT, 2, HTTPStatus.CONFLICT, "Today's coupons are gone; try tomorrow."),
@@ -105,6 +108,16 @@ _TABLE: list[tuple[Reason, int, HTTPStatus, str]] = [
     (Reason.UNAUTHORIZED, 22, HTTPStatus.UNAUTHORIZED, "A valid bearer token is required."),
     (Reason.NOT_FOUND, 23, HTTPStatus.NOT_FOUND, "No such endpoint."),
     (Reason.METHOD_NOT_ALLOWED, 24, HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed here."),
+    (
+        Reason.HEADERS_TOO_LARGE,
+        25,
+        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "The request line or a header is too large.",
+    ),
+    # Never sent: the client hung up before its request was whole. Counted with status 499
+    # (nginx's "client closed request"), a client error, so it never trips a 5xx alert.
+    (Reason.CLIENT_CLOSED, 26, 499, "The client closed the connection mid-request."),
+    (Reason.ORIGIN_NOT_ALLOWED, 27, HTTPStatus.FORBIDDEN, "This origin may not call the API."),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
 ]
 
@@ -114,11 +127,22 @@ _MESSAGES = {reason: message for reason, _, _, message in _TABLE}
 _BY_CODE = {code: reason for reason, code, _, _ in _TABLE}
 
 
-def refusal_body(reason: Reason, message: str | None = None) -> bytes:
-    """The JSON body of a refused claim (or any error) of ``reason``."""
-    return orjson.dumps(
-        {"code": reason.code, "reason": reason.value, "message": message or reason.message}
-    )
+def refusal_body(
+    reason: Reason, message: str | None = None, *, retry_after_ms: int | None = None
+) -> bytes:
+    """The JSON body of a refused claim (or any error) of ``reason``.
+
+    ``retryAfterMs`` tells a page exactly when to try again (NOT_STARTED, RATE_LIMITED):
+    the ``Retry-After`` header has whole seconds only, too coarse for a countdown to T0.
+    """
+    body: dict[str, object] = {
+        "code": reason.code,
+        "reason": reason.value,
+        "message": message or reason.message,
+    }
+    if retry_after_ms is not None:
+        body["retryAfterMs"] = retry_after_ms
+    return orjson.dumps(body)
 
 
 #: Refusals after which a campaign is answered from memory for a while: nothing but a
@@ -143,6 +167,9 @@ BUSINESS_REFUSALS = EXHAUSTED | frozenset(
         Reason.OVERLOADED,
     }
 )
+
+#: Refusals that are the gateway's (or its storage's) trouble, answered 5xx: logged.
+SERVER_SIDE = frozenset(reason for reason in Reason if reason.status >= 500)
 
 #: Pre-rendered bodies for the refusals a herd hammers; built once, sent as bytes.
 REFUSAL_BODIES = {reason: refusal_body(reason) for reason in Reason}

@@ -32,7 +32,9 @@ POSTGRES_URL = os.environ.get(
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    """The session's Redis, with an AOF as production's: a gateway refuses to serve claims
+    from a Redis that would forget them (tests of that start a volatile one of their own)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=True, fsync="everysec").start()
     yield server
     server.stop()
 

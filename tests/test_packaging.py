@@ -32,3 +32,11 @@ def test_runtime_files_are_found():
 def test_the_h5_page_is_package_data():
     """Inside ``gateway/`` (the wheel's package, the image's COPY), read as resources."""
     assert {"page.html", "page.js", "flashclaim.js"} <= set(assets())
+
+
+def test_the_api_docs_page_is_package_data():
+    """``/docs`` reads it from inside ``gateway/``, which the wheel and the image carry."""
+    from gateway.infra.openapi import DOCS_PAGE
+
+    assert DOCS_PAGE.is_file()
+    assert DOCS_PAGE.is_relative_to(ROOT / "gateway")

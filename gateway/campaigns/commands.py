@@ -13,7 +13,7 @@ import msgspec
 import orjson
 
 from gateway.campaigns.ops import CampaignOps
-from gateway.campaigns.spec import decode_spec
+from gateway.campaigns.spec import FieldError, InvalidSpec, decode_spec
 from gateway.campaigns.store import CampaignStore
 from gateway.infra.clients import open_clients
 from gateway.infra.clock import SystemClock
@@ -44,7 +44,10 @@ async def create(settings: Settings, spec_json: bytes) -> int:
 
 async def update(settings: Settings, campaign_id: str, changes_json: bytes) -> int:
     """Change fields of a campaign (a JSON object of camelCase fields)."""
-    changes: Any = orjson.loads(changes_json)
+    try:
+        changes = msgspec.json.decode(changes_json, type=dict[str, Any])
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise InvalidSpec([FieldError("$", f"not a JSON object: {exc}")]) from None
     return await run(settings, lambda ops: ops.update(campaign_id, changes))
 
 

@@ -25,6 +25,10 @@ MAX_COUNT = 1_000_000_000
 Cents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+#: Free text shown to people; no NUL (PostgreSQL's JSON cannot hold one).
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+#: An IANA time zone name's shape ("Asia/Shanghai", "Etc/GMT+8"); validate_spec checks it exists.
+ZoneName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_+/-]{1,64}$")]
 
 
 class Kind(enum.StrEnum):
@@ -82,7 +86,7 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     """A campaign as an operator writes it."""
 
     id: CampaignId
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Name
     kind: Kind
     face_value_cents: Cents = 0
     threshold_cents: Cents = 0
@@ -97,7 +101,7 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     per_device_limit: Count | None = None
     starts_at: AwareTime
     ends_at: AwareTime
-    time_zone: str = "Asia/Shanghai"
+    time_zone: ZoneName = "Asia/Shanghai"
     validity: Validity = msgspec.field(default_factory=EndOfClaimDay)
     audience: Audience = msgspec.field(default_factory=Audience)
     exclusion_group: Label | None = None
@@ -148,7 +152,7 @@ def decode_spec(data: bytes | dict[str, object]) -> CampaignSpec:
             spec = msgspec.convert(data, CampaignSpec)
     except msgspec.ValidationError as exc:
         raise InvalidSpec([_field_error(str(exc))]) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         raise InvalidSpec([FieldError("$", f"not valid JSON: {exc}")]) from None
     validate_spec(spec)
     return spec

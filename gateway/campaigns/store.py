@@ -14,6 +14,8 @@ import asyncpg
 import msgspec
 
 from gateway.campaigns.spec import (
+    MAX_CENTS,
+    MAX_COUNT,
     Campaign,
     CampaignSpec,
     FieldError,
@@ -112,18 +114,35 @@ class CampaignStore:
         )
 
     async def top_up(self, campaign_id: str, stock: int, budget_cents: int) -> Campaign:
-        """Add ``stock`` coupons and ``budget_cents`` to a campaign's budget (if it has one)."""
-        return await self._returning(
+        """Add ``stock`` coupons and ``budget_cents`` to a campaign's budget (if it has one).
+
+        A top-up that would take stock or budget past what a spec may hold is refused
+        (``InvalidSpec``), in the same statement that applies it: two top-ups at once
+        cannot pass the bound together.
+        """
+        row = await self.pool.fetchrow(
             "UPDATE campaigns SET spec = spec"
             " || jsonb_build_object('stock', (spec->>'stock')::bigint + $2)"
             " || CASE WHEN jsonb_typeof(spec->'budgetCents') = 'number'"
             "    THEN jsonb_build_object('budgetCents', (spec->>'budgetCents')::bigint + $3)"
             "    ELSE '{}'::jsonb END,"
-            " version = version + 1, updated_at = now() WHERE id = $1 RETURNING *",
+            " version = version + 1, updated_at = now() WHERE id = $1"
+            " AND (spec->>'stock')::bigint + $2 <= $4"
+            " AND (jsonb_typeof(spec->'budgetCents') IS DISTINCT FROM 'number'"
+            "      OR (spec->>'budgetCents')::bigint + $3 <= $5)"
+            " RETURNING *",
             campaign_id,
             stock,
             budget_cents,
+            MAX_COUNT,
+            MAX_CENTS,
         )
+        if row is None:
+            current = await self.get(campaign_id)  # CampaignNotFound if there is none
+            too_much = "stock" if current.stock + stock > MAX_COUNT else "budgetCents"
+            limit = MAX_COUNT if too_much == "stock" else MAX_CENTS
+            raise InvalidSpec([FieldError(too_much, f"a top-up may not take it past {limit}")])
+        return _from_row(row)
 
     async def block(self, campaign_id: str, users: list[str], devices: list[str]) -> Campaign:
         """Add users and devices to a campaign's blocklist; return the campaign."""

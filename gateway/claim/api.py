@@ -12,15 +12,46 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.claim.service import ClaimRequest, ClaimService, Outcome
-from gateway.infra import metrics
+from gateway.infra import logs, metrics
 from gateway.infra.auth import TokenError
-from gateway.infra.http import SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.http import PERSISTENCE, SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.openapi import Operation
 from gateway.infra.settings import Settings
-from gateway.reasons import Reason
+from gateway.reasons import BUSINESS_REFUSALS, Reason
 
 CLAIMS = web.AppKey("claims", ClaimService)
 
 _decoder = msgspec.json.Decoder(ClaimRequest)
+
+
+class Accepted(msgspec.Struct, rename="camel"):
+    """A coupon was claimed (or this requestId's claim is replayed: same coupon)."""
+
+    code: int
+    reason: Reason
+    coupon_id: str
+    expires_at: str  # RFC 3339 with the campaign's offset
+
+
+_REFUSALS: list[Reason] = sorted(
+    BUSINESS_REFUSALS | {Reason.UNKNOWN_CAMPAIGN, Reason.REQUEST_MISMATCH, Reason.UNAVAILABLE},
+    key=lambda reason: reason.code,
+)
+
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/api/coupon/issue",
+        "Claim a coupon",
+        "claims",
+        ok=Accepted,
+        body=ClaimRequest,
+        auth="user",
+        refusals=_REFUSALS,
+        description="The same requestId again answers the same coupon (header"
+        " `Idempotent-Replayed: true`) and counts nothing twice.",
+    )
+]
 
 
 def routes() -> list[web.RouteDef]:
@@ -31,6 +62,8 @@ def routes() -> list[web.RouteDef]:
 async def issue(request: web.Request) -> web.Response:
     """Claim a coupon: ``{"campaignId", "requestId", "deviceId", "channel"}``."""
     app = request.app
+    if (refused := app[PERSISTENCE].refusal) is not None:  # a Redis that would forget
+        return _counted(refusal(Reason.UNAVAILABLE, refused), "", Reason.UNAVAILABLE)
     try:
         claimant = app[TOKENS].verify(request.headers.get("Authorization"))
     except TokenError as exc:
@@ -42,12 +75,14 @@ async def issue(request: web.Request) -> web.Response:
         claim = _decoder.decode(body)
     except msgspec.ValidationError as exc:
         return _invalid(str(exc), 422)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         return _invalid(f"body is not valid JSON: {exc}", 400)
+    logs.bind(user=claimant.user_id, campaign=claim.campaign_id, claimRequestId=claim.request_id)
     try:
         outcome = await app[CLAIMS].claim(claimant, claim, _client_ip(request, app[SETTINGS]))
     except (RedisError, OSError) as exc:  # OSError covers our own batch TimeoutError
         metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
+        logs.bind(error=repr(exc))  # on the edge's line about this 503
         outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
     campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id
     if outcome.replayed:

@@ -10,15 +10,16 @@ token in the URL fragment (README, "The H5 claim page"), which never reaches the
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
 from gateway.h5 import assets
-from gateway.h5.public import LOAD_ERRORS, PublicViews
-from gateway.identifiers import CAMPAIGN_ID_PATTERN, LABEL_PATTERN
+from gateway.h5.public import LOAD_ERRORS, PublicCampaign, PublicViews
+from gateway.identifiers import CAMPAIGN_ID_PATTERN, LABEL_PATTERN, CampaignId, Label
 from gateway.infra.http import JSON, refusal
+from gateway.infra.openapi import Operation
 from gateway.reasons import Reason
 
 VIEWS = web.AppKey("public_views", PublicViews)
@@ -85,44 +86,36 @@ def _cacheable(response: web.Response) -> web.Response:
     return response
 
 
-_STRING = {"type": "string"}
-
-#: This capability's operations, as OpenAPI 3.1 path items (registered with the API's
-#: document at merge; the body schema comes from ``PublicCampaign``).
-OPENAPI_PATHS: dict[str, Any] = {
-    "/api/campaigns/{campaignId}/public": {
-        "get": {
-            "summary": "What a campaign's page shows; no token; cacheable for a second",
-            "tags": ["h5"],
-            "parameters": [
-                {"name": "campaignId", "in": "path", "required": True, "schema": _STRING},
-                {
-                    "name": "channel",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": LABEL_PATTERN, "default": "h5"},
-                },
-            ],
-            "responses": {
-                "200": {"description": "PublicCampaign (gateway/h5/public.py)"},
-                "400": {"description": "INVALID_REQUEST: malformed channel"},
-                "404": {"description": "UNKNOWN_CAMPAIGN: none published under this id"},
-                "503": {"description": "UNAVAILABLE: Redis unreachable (Retry-After)"},
-            },
-        }
-    },
-    "/h5/{campaignId}": {
-        "get": {
-            "summary": "The H5 claim page (HTML); ?channel= picks the partner's copy",
-            "tags": ["h5"],
-            "responses": {"200": {"description": "text/html"}},
-        }
-    },
-    "/h5/static/{name}": {
-        "get": {
-            "summary": "The page's files; flashclaim.js is the claim client for page developers",
-            "tags": ["h5"],
-            "responses": {"200": {"description": "text/css or text/javascript"}},
-        }
-    },
-}
+#: This capability's operations, for the API document (``gateway/infra/openapi.py``).
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/campaigns/{campaign_id}/public",
+        "What a campaign's page shows; no token; cacheable for a second",
+        "h5",
+        ok=PublicCampaign,
+        params={"campaign_id": CampaignId},
+        query={"channel": Label},
+        refusals=[Reason.UNKNOWN_CAMPAIGN, (Reason.INVALID_REQUEST, 400), Reason.UNAVAILABLE],
+    ),
+    Operation(
+        "GET",
+        "/h5/{campaign_id}",
+        "The H5 claim page (HTML); ?channel= picks the partner's copy",
+        "h5",
+        ok_media="text/html",
+        params={"campaign_id": CampaignId},
+        query={"channel": str},  # the page passes it on; the public endpoint checks it
+        refusals=[Reason.UNKNOWN_CAMPAIGN],
+        refusal_media={404: "text/html"},  # the same page, saying there is no such campaign
+    ),
+    Operation(
+        "GET",
+        "/h5/static/{name}",
+        "The page's files; flashclaim.js is the claim client for page developers",
+        "h5",
+        ok_media=("text/css", "text/javascript", "image/svg+xml"),
+        params={"name": Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.-]{1,64}$")]},
+        refusals=[Reason.NOT_FOUND],
+    ),
+]

@@ -13,22 +13,24 @@ import asyncio
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import msgspec
 import segno
 from aiohttp import web
 
-from gateway.campaigns.admin_api import OPS
+from gateway.campaigns.admin_api import OPS, InvalidFields
 from gateway.campaigns.commands import run
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.pages import PageCopy
 from gateway.campaigns.spec import Campaign, FieldError, InvalidSpec
 from gateway.campaigns.store import CampaignNotFound
 from gateway.h5.api import DEFAULT_CHANNEL
-from gateway.identifiers import CAMPAIGN_ID_PATTERN, LABEL_PATTERN
+from gateway.identifiers import CAMPAIGN_ID_PATTERN, LABEL_PATTERN, CampaignId, Label
 from gateway.infra.http import SETTINGS, json_response
+from gateway.infra.openapi import Answer, Operation
 from gateway.infra.settings import Settings
+from gateway.reasons import Reason
 
 #: QR code formats: file suffix -> media type.
 QR_KINDS = {"svg": "image/svg+xml", "png": "image/png"}
@@ -93,7 +95,7 @@ async def page_setup(request: web.Request) -> web.Response:
         kind: f"/admin/campaigns/{link.campaign_id}/page/qr.{kind}?channel={link.channel}"
         for kind in QR_KINDS
     }
-    return json_response({**msgspec.to_builtins(link), "qr": qr})
+    return json_response(msgspec.to_builtins(PageSetup(**msgspec.structs.asdict(link), qr=qr)))
 
 
 async def page_qr(request: web.Request) -> web.Response:
@@ -127,28 +129,43 @@ async def command(settings: Settings, campaign_id: str, channel: str, qr_path: s
     return await run(settings, operation)
 
 
-#: This capability's admin operations, as OpenAPI 3.1 path items (registered at merge).
-OPENAPI_PATHS: dict[str, Any] = {
-    "/admin/campaigns/{id}/page": {
-        "get": {
-            "summary": "A campaign's H5 page for a channel: link, copy, QR code locations",
-            "tags": ["admin", "h5"],
-            "parameters": [
-                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "channel", "in": "query", "schema": {"type": "string", "default": "h5"}},
-            ],
-            "responses": {
-                "200": {"description": "PageLink (gateway/h5/partners.py) plus qr.svg/qr.png"},
-                "404": {"description": "UNKNOWN_CAMPAIGN"},
-                "422": {"description": "INVALID_REQUEST: bad channel, or not the campaign's"},
-            },
-        }
-    },
-    "/admin/campaigns/{id}/page/qr.{kind}": {
-        "get": {
-            "summary": "The page's link as a QR code (kind: svg or png)",
-            "tags": ["admin", "h5"],
-            "responses": {"200": {"description": "image/svg+xml or image/png"}},
-        }
-    },
-}
+class PageSetup(PageLink, frozen=True, kw_only=True):
+    """A campaign's page for one channel, with where its QR codes are."""
+
+    qr: dict[str, str]  # kind (svg, png): the admin path of the QR code
+
+
+_CHANNEL_QUERY = {"channel": Label}
+_CHANNEL_REFUSALS: list[Answer] = [
+    Reason.UNKNOWN_CAMPAIGN,
+    (Reason.INVALID_REQUEST, 422),
+    Reason.UNAVAILABLE,
+]
+
+#: This capability's admin operations, for the API document (``gateway/infra/openapi.py``).
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/admin/campaigns/{id}/page",
+        "A campaign's H5 page for a channel: link, copy, QR code locations",
+        "admin",
+        ok=PageSetup,
+        auth="admin",
+        params={"id": CampaignId},
+        query=_CHANNEL_QUERY,
+        refusals=_CHANNEL_REFUSALS,
+        refusal_bodies={422: InvalidFields},
+    ),
+    Operation(
+        "GET",
+        "/admin/campaigns/{id}/page/qr.{kind}",
+        "The page's link as a QR code (kind: svg or png)",
+        "admin",
+        ok_media=tuple(QR_KINDS.values()),
+        auth="admin",
+        params={"id": CampaignId, "kind": Literal["svg", "png"]},
+        query=_CHANNEL_QUERY,
+        refusals=_CHANNEL_REFUSALS,
+        refusal_bodies={422: InvalidFields},
+    ),
+]

@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from gateway.claim import events
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
-from gateway.infra import clients, metrics
+from gateway.infra import clients, metrics, probes
 from gateway.infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,9 @@ async def run_until_signalled(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> int:
-    """``flashclaim consumer``: serve /metrics (if a port is set) and run until signalled."""
+    """``flashclaim consumer``: serve /metrics and /livez (if a port is set), run until
+    signalled."""
     import uvloop
 
-    metrics.serve_metrics(settings.metrics_port)
-    uvloop.run(run_until_signalled(settings))
+    uvloop.run(probes.with_probes(settings.metrics_port, run_until_signalled(settings)))
     return 0

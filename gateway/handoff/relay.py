@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.claim import events
-from gateway.infra import clients, metrics
+from gateway.infra import clients, metrics, probes
 from gateway.infra.settings import Settings
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
 
@@ -200,9 +200,8 @@ async def run_until_signalled(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> int:
-    """``flashclaim relay``: serve /metrics (if a port is set) and run until signalled."""
+    """``flashclaim relay``: serve /metrics and /livez (if a port is set), run until signalled."""
     import uvloop
 
-    metrics.serve_metrics(settings.metrics_port)
-    uvloop.run(run_until_signalled(settings))
+    uvloop.run(probes.with_probes(settings.metrics_port, run_until_signalled(settings)))
     return 0

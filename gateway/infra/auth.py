@@ -74,6 +74,8 @@ class TokenVerifier:
         """The claimant named by a valid, current bearer token; else ``TokenError``."""
         if not authorization:
             raise TokenError("missing Authorization header")
+        if not authorization.isascii():  # bytes that are not UTF-8 arrive as surrogates
+            raise TokenError("Authorization must be ASCII")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise TokenError("Authorization must be 'Bearer <token>'")
@@ -123,6 +125,14 @@ def mint(secret: str, user_id: str, *, expires_s: int, **claims: object) -> str:
     return jwt.encode({"sub": user_id, "exp": expires_s, **claims}, secret, algorithm="HS256")
 
 
+class InvalidClaims(ValueError):
+    """Claims a token must not carry: the gateway would refuse it."""
+
+
+MAX_TTL_S = 10 * 365 * 86_400
+_CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl"}
+
+
 def user_token(
     settings: Settings,
     user_id: str,
@@ -133,8 +143,20 @@ def user_token(
     level: int = 0,
     tags: Sequence[str] = (),
 ) -> str:
-    """A token the gateway configured by ``settings`` accepts (``flashclaim token``)."""
+    """A token the gateway configured by ``settings`` accepts (``flashclaim token``).
+
+    Raises ``InvalidClaims`` rather than mint one it would refuse: a malformed user id,
+    a level outside 0-100, malformed or too many tags, an expiry not in the future.
+    """
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        raise InvalidClaims(f"ttl must be between 1 and {MAX_TTL_S} seconds, not {ttl_s}")
     claims: dict[str, object] = {"new_user": new_user, "level": level, "tags": list(tags)}
+    try:
+        msgspec.convert({"sub": user_id, "exp": now_s + ttl_s, **claims}, TokenClaims)
+    except msgspec.ValidationError as exc:
+        text, _, path = str(exc).rpartition(" - at `$.")
+        name = path.rstrip("`").split("[")[0].split(".")[0]
+        raise InvalidClaims(f"{_CLAIM_NAMES.get(name, name)}: {text or exc}") from None
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

@@ -18,7 +18,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -139,6 +138,18 @@ REDIS_ERRORS = Counter(
     "Redis calls of the claim path that failed (claims answered UNAVAILABLE).",
     ["kind"],
 )
+REDIS_PERSISTENCE = Gauge(
+    "flashclaim_redis_persistence",
+    "What the gateway's Redis keeps on disk: 1 for its mode (aof, snapshots, none, unknown).",
+    ["mode"],
+    multiprocess_mode="livemax",
+)
+VOLATILE_REDIS_ALLOWED = Gauge(
+    "flashclaim_redis_volatile_allowed",
+    "1 while claims are served from a Redis that would forget them"
+    " (FLASHCLAIM_ALLOW_VOLATILE_REDIS=true).",
+    multiprocess_mode="livemax",
+)
 
 
 def exposition_registry(metrics_dir: str) -> CollectorRegistry:
@@ -148,12 +159,6 @@ def exposition_registry(metrics_dir: str) -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
     return registry
-
-
-def serve_metrics(port: int) -> None:
-    """Serve /metrics for a process without a web server of its own (relay, consumer)."""
-    if port:
-        start_http_server(port)
 
 
 @lru_cache(maxsize=65_536)

@@ -2,29 +2,53 @@
 
 Every knob of flashclaim lives here. ``Settings.from_env()`` is the only place in the
 code base that reads ``os.environ``; everything else receives a ``Settings``. Bad
-configuration fails at boot with a message naming the variable, never later.
+configuration fails at boot with one line per problem, each naming its variable, all of
+them at once (an operator fixes the environment once, not once per run).
+
+Secrets have no defaults, but only the commands that use them ask for them
+(``require``): the gateway needs both, ``flashclaim token`` the JWT secret, ``flashclaim
+migrate`` neither. Kubernetes' service-link variables (``FLASHCLAIM_GATEWAY_SERVICE_HOST``
+and kin, given to every pod of a namespace holding a Service named ``flashclaim-…``) are
+not settings and are skipped; any other unknown ``FLASHCLAIM_*`` variable is a mistake.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Annotated
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
 from gateway.identifiers import whole
 
 ENV_PREFIX = "FLASHCLAIM_"
+SECRETS = ("jwt_secret", "admin_token")
 
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _Positive = Annotated[int, msgspec.Meta(ge=1)]
 _NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 _Secret = Annotated[str, msgspec.Meta(min_length=32)]
+_ORIGIN = r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"
+_Origins = Annotated[str, msgspec.Meta(pattern=rf"^(|\*|{_ORIGIN}(,{_ORIGIN})*)$")]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# What Kubernetes puts in a pod's environment for each Service of its namespace
+# (``<SVC>_SERVICE_HOST``, ``<SVC>_SERVICE_PORT[_<NAME>]``, ``<SVC>_PORT_<n>_<PROTO>[_ADDR|
+# _PORT|_PROTO]``), and ``<SVC>_PORT`` whose value is ``tcp://host:port``.
+_SERVICE_LINK_NAME = re.compile(
+    r"^(\w+_)?(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_ADDR|_PORT|_PROTO)?)$"
+)
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://")
 
 
 class ConfigError(ValueError):
-    """The environment does not describe a runnable flashclaim."""
+    """The environment does not describe a runnable flashclaim; ``problems`` lists why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,11 +62,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     workers: _Positive = 2
 
     # Who may call. Secrets have no defaults: a gateway never runs on a guessable one.
-    jwt_secret: _Secret
+    jwt_secret: _Secret = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
     token_cache_size: _NonNegative = 65536
-    admin_token: _Secret
+    admin_token: _Secret = ""
+
+    # Browsers: the front-end origins allowed to call the API ("" none, "*" any).
+    cors_origins: _Origins = ""
+    cors_max_age_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 7200
+    cors_credentials: bool = False
 
     # The claim path.
     max_body_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 << 20)] = 4096
@@ -53,6 +82,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     replay_ttl_s: _Positive = 86_400
     redis_timeout_ms: _Positive = 1000
     redis_pool_size: _Positive = 64
+    allow_volatile_redis: bool = False  # serve claims from a Redis that keeps nothing on disk
 
     # Request rates, per worker process, per second (0 switches a limit off).
     user_rate: _NonNegative = 10
@@ -86,44 +116,99 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # Operations.
     metrics_dir: str = ""
-    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0  # relay/consumer; 0: off
-    log_level: str = "INFO"
+    metrics_port: _Port = 0  # relay, consumer, reconcile --every: /metrics and /livez; 0: off
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    def __post_init__(self) -> None:
+        if self.cors_credentials and self.cors_origins == "*":
+            raise ValueError(
+                "FLASHCLAIM_CORS_CREDENTIALS=true needs explicit FLASHCLAIM_CORS_ORIGINS,"
+                " not '*' (browsers refuse credentials with a wildcard origin)"
+            )
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed origins, one by one (``("*",)`` for any)."""
+        return tuple(origin for origin in self.cors_origins.split(",") if origin)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Build settings from ``FLASHCLAIM_*`` variables; ``overrides`` win over them."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        require: Iterable[str] = (),
+        **overrides: object,
+    ) -> Settings:
+        """Build settings from ``FLASHCLAIM_*`` variables; ``overrides`` win over them.
+
+        ``require`` names fields that must be set (the secrets a command uses). Raises
+        ``ConfigError`` listing every problem found, not just the first.
+        """
         source = os.environ if environ is None else environ
-        raw: dict[str, object] = {
-            key[len(ENV_PREFIX) :].lower(): value
-            for key, value in source.items()
-            if key.startswith(ENV_PREFIX)
-        }
+        raw, problems = _read(source)
         raw.update(overrides)
+        problems += [problem for name, value in raw.items() if (problem := _check(name, value))]
+        problems += [f"{_var(name)} must be set" for name in require if not raw.get(name)]
+        if problems:
+            raise ConfigError(problems)
         try:
             return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(_explain(exc)) from None
+        except msgspec.ValidationError as exc:  # cross-field rules of __post_init__
+            raise ConfigError([str(exc)]) from None
+
+
+_FIELDS = {field.name: field for field in msgspec.structs.fields(Settings)}
+
+
+def _var(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def _read(source: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The settings named in ``source``, and its unknown ``FLASHCLAIM_*`` variables."""
+    raw: dict[str, Any] = {}
+    problems = []
+    for key, value in source.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in _FIELDS:
+            raw[name] = value.upper() if name == "log_level" else value
+        elif not is_service_link(key, value):
+            problems.append(f"{key} is not a flashclaim setting")
+    return raw, problems
+
+
+def is_service_link(key: str, value: str) -> bool:
+    """Whether ``key=value`` is a variable Kubernetes made for a Service, not a setting."""
+    name = key[len(ENV_PREFIX) :]
+    if _SERVICE_LINK_NAME.match(name):
+        return True
+    return name.endswith("_PORT") and bool(_SERVICE_LINK_VALUE.match(value))
+
+
+def _check(name: str, value: object) -> str:
+    """What is wrong with one setting's value ("" if nothing)."""
+    field = _FIELDS.get(name)
+    if field is None:
+        return f"{_var(name)} is not a flashclaim setting"
+    try:
+        msgspec.convert(value, field.type, strict=False)
+    except msgspec.ValidationError as exc:
+        if get_origin(field.type) is Literal:
+            return f"{_var(name)} must be one of {', '.join(get_args(field.type))}, not {value!r}"
+        hint = ""
+        if isinstance(value, str) and _SERVICE_LINK_VALUE.match(value):
+            hint = " (a Kubernetes service link? set enableServiceLinks: false in the pod spec)"
+        return f"{_var(name)}: {exc}{hint}"
+    return ""
 
 
 def to_env(settings: Settings) -> dict[str, str]:
     """The ``FLASHCLAIM_*`` variables that recreate ``settings`` in a child process."""
     return {
-        f"{ENV_PREFIX}{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        _var(name): str(value).lower() if isinstance(value, bool) else str(value)
         for name, value in msgspec.structs.asdict(settings).items()
+        if not (name in SECRETS and not value)  # unset secrets stay unset
     }
-
-
-def _explain(exc: msgspec.ValidationError) -> str:
-    """Name the environment variable behind a msgspec validation message."""
-    message = str(exc)
-    if " - at `$." in message:
-        text, _, path = message.rpartition(" - at `$.")
-        field = path.rstrip("`").split(".")[0].split("[")[0]
-        return f"{ENV_PREFIX}{field.upper()}: {text}"
-    if "Object contains unknown field" in message:
-        field = message.split("`")[1]
-        return f"{ENV_PREFIX}{field.upper()} is not a flashclaim setting"
-    if "Object missing required field" in message:
-        field = message.split("`")[1]
-        return f"{ENV_PREFIX}{field.upper()} must be set"
-    return message

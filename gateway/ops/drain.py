@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import asyncpg
 from redis.asyncio import Redis
@@ -25,14 +26,21 @@ from gateway.keys import CampaignKeys
 DRAIN_TIMEOUT_S = 30.0
 
 
-async def drain(settings: Settings, *, relay: bool, timeout_s: float = DRAIN_TIMEOUT_S) -> int:
+async def drain(
+    settings: Settings,
+    *,
+    relay: bool,
+    timeout_s: float = DRAIN_TIMEOUT_S,
+    report: Callable[[int], None] | None = None,
+) -> int:
     """Wait (relaying too, if asked) until drained or ``timeout_s`` passed.
 
     Returns the accepted claims not yet stored (0 when drained). Whatever is left stays in
     the outboxes (or Kafka) and is carried on by the next relay and consumer: nothing
-    accepted is lost either way.
+    accepted is lost either way. ``report`` hears how many are left, once a second.
     """
     deadline = time.monotonic() + timeout_s
+    reported = time.monotonic()
     redis = clients.redis_client(settings)
     pool = await clients.create_pool(settings.database_url, max_size=1)
     producer = clients.kafka_producer(settings) if relay else None
@@ -48,6 +56,9 @@ async def drain(settings: Settings, *, relay: bool, timeout_s: float = DRAIN_TIM
             left = waiting or await unpersisted(redis, pool)
             if not left or time.monotonic() >= deadline:
                 return left
+            if report is not None and time.monotonic() - reported >= 1.0:
+                reported = time.monotonic()
+                report(left)
             await asyncio.sleep(0.1)  # the consumer works; pending entries are reclaimed
     finally:
         if producer is not None:

@@ -6,23 +6,44 @@ PostgreSQL, and the consumer group's lag on the claims topic. After the pipeline
 than 0.1 % is an alarm. Coupon ids are compared where Redis still knows them (the replay
 records of the last ``replay_ttl_s``): *missing* ones were accepted but are neither
 stored nor waiting; *extra* ones are stored but Redis never issued them.
+
+``flashclaim reconcile --every 60`` runs as a service (compose and Kubernetes run one):
+each round compares the counts only (no id scan: cheap enough for every minute of a
+peak) and serves the figures on ``/metrics`` with ``/livez``, for the oversell and drift
+alerts; ``flashclaim_reconcile_last_run_timestamp_seconds`` says how fresh they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import asyncpg
+import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import REGISTRY, CollectorRegistry, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.campaigns.ops import keys_of
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.script import ReplayRecord
+from gateway.infra import probes
 from gateway.infra.clients import claims_consumer, open_clients
+from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.ops.recover import outbox_claims
+
+log = logging.getLogger(__name__)
 
 DRIFT_ALARM = 0.001
 
@@ -56,12 +77,18 @@ class CampaignReport:
 
 
 async def reconcile_campaign(
-    pool: asyncpg.Pool, redis: Redis, campaign: Campaign
+    pool: asyncpg.Pool, redis: Redis, campaign: Campaign, *, ids: bool = True
 ) -> CampaignReport:
-    """Compare Redis, the outbox and PostgreSQL for one campaign."""
+    """Compare Redis, the outbox and PostgreSQL for one campaign (``ids=False``: the
+    counts only, without reading every coupon id)."""
     keys = keys_of(campaign)
     issued = int(await redis.hget(keys.counters, "issued") or 0)
     stock = int(await redis.hget(keys.config, "stock") or campaign.stock)
+    if not ids:
+        rows = await pool.fetchval(
+            "SELECT count(*) FROM coupons WHERE campaign_id = $1", campaign.id
+        )
+        return CampaignReport(campaign.id, stock, issued, await redis.xlen(keys.outbox), rows)
     outbox = [claim.coupon_id for claim in await outbox_claims(redis, campaign)]
     stored = {
         row["coupon_id"]
@@ -113,11 +140,11 @@ async def kafka_lag(settings: Settings) -> int:
 
 
 async def reconcile(
-    pool: asyncpg.Pool, redis: Redis, campaigns: list[Campaign]
+    pool: asyncpg.Pool, redis: Redis, campaigns: list[Campaign], *, ids: bool = True
 ) -> list[CampaignReport]:
     """Reports for every published campaign."""
     return [
-        await reconcile_campaign(pool, redis, campaign)
+        await reconcile_campaign(pool, redis, campaign, ids=ids)
         for campaign in campaigns
         if campaign.status is not Status.DRAFT
     ]
@@ -145,44 +172,121 @@ def render(reports: list[CampaignReport], lag: int | None) -> str:
     return "\n".join(lines)
 
 
-def write_textfile(path: str, reports: list[CampaignReport], lag: int | None) -> None:
-    """The figures in Prometheus text format, for a node-exporter textfile collector."""
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+def to_json(reports: list[CampaignReport], lag: int | None) -> bytes:
+    """The figures as one JSON document (``--json``)."""
+    campaigns = [
+        {**asdict(r), "drift": r.drift, "oversold": r.oversold, "alarm": r.alarm} for r in reports
+    ]
+    return orjson.dumps(
+        {"campaigns": campaigns, "kafkaLag": lag, "alarm": any(r.alarm for r in reports)},
+        option=orjson.OPT_INDENT_2,
+    )
 
-    registry = CollectorRegistry()
-    labels = ["campaign"]
-    figures = {
+
+class Figures:
+    """The last reconciliation as Prometheus gauges (a collector: one consistent set)."""
+
+    _FIGURES: ClassVar[dict[str, tuple[str, str]]] = {
         "flashclaim_reconcile_drift_ratio": ("Drift between Redis and the record.", "drift"),
         "flashclaim_reconcile_issued": ("Coupons issued per Redis.", "issued"),
         "flashclaim_reconcile_rows": ("Coupons stored in PostgreSQL.", "rows"),
         "flashclaim_reconcile_outbox": ("Claims waiting in the outbox.", "outbox"),
         "flashclaim_reconcile_stock": ("Stock of the campaign.", "stock"),
     }
-    for name, (doc, attribute) in figures.items():
-        gauge = Gauge(name, doc, labels, registry=registry)
-        for report in reports:
-            gauge.labels(report.campaign_id).set(getattr(report, attribute))
-    alarm = Gauge(
-        "flashclaim_reconcile_alarm",
-        "1 when drift passed 0.1 % or stock was oversold.",
-        labels,
-        registry=registry,
-    )
-    for report in reports:
-        alarm.labels(report.campaign_id).set(int(report.alarm))
-    if lag is not None:
-        Gauge(
-            "flashclaim_reconcile_kafka_lag", "Consumer lag at reconciliation.", registry=registry
-        ).set(lag)
+
+    def __init__(self) -> None:
+        self.reports: list[CampaignReport] = []
+        self.lag: int | None = None
+        self.at: float | None = None
+
+    def update(self, reports: list[CampaignReport], lag: int | None, at: float) -> None:
+        """Replace the figures with a new round's."""
+        self.reports, self.lag, self.at = reports, lag, at
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The gauges, for a registry."""
+        for name, (doc, attribute) in self._FIGURES.items():
+            family = GaugeMetricFamily(name, doc, labels=["campaign"])
+            for report in self.reports:
+                family.add_metric([report.campaign_id], float(getattr(report, attribute)))
+            yield family
+        alarm = GaugeMetricFamily(
+            "flashclaim_reconcile_alarm",
+            "1 when drift passed 0.1 % or stock was oversold.",
+            labels=["campaign"],
+        )
+        for report in self.reports:
+            alarm.add_metric([report.campaign_id], float(report.alarm))
+        yield alarm
+        if self.lag is not None:
+            yield GaugeMetricFamily(
+                "flashclaim_reconcile_kafka_lag", "Consumer lag at reconciliation.", self.lag
+            )
+        if self.at is not None:
+            yield GaugeMetricFamily(
+                "flashclaim_reconcile_last_run_timestamp_seconds",
+                "When the last reconciliation finished (Unix time).",
+                self.at,
+            )
+
+
+def write_textfile(path: str, reports: list[CampaignReport], lag: int | None) -> None:
+    """The figures in Prometheus text format, for a node-exporter textfile collector."""
+    figures = Figures()
+    figures.update(reports, lag, time.time())
+    registry = CollectorRegistry()
+    registry.register(figures)
     write_to_textfile(path, registry)
 
 
-async def command(settings: Settings, *, textfile: str = "", with_kafka: bool = True) -> int:
-    """``flashclaim reconcile``: print the table (and the textfile); 1 on an alarm."""
+async def command(
+    settings: Settings, *, textfile: str = "", with_kafka: bool = True, as_json: bool = False
+) -> int:
+    """``flashclaim reconcile``: print the table or JSON (and the textfile); 1 on an alarm."""
     async with open_clients(settings) as opened:
-        reports = await reconcile(opened.pool, opened.redis, await CampaignStore(opened.pool).all())
+        campaigns = await CampaignStore(opened.pool).all()
+        progress(f"reconciling {len(campaigns)} campaign(s)")
+        reports = await reconcile(opened.pool, opened.redis, campaigns)
+    if with_kafka:
+        progress("reading the consumer group's lag from Kafka")
     lag = await kafka_lag(settings) if with_kafka else None
-    print(render(reports, lag))
+    if as_json:
+        print(to_json(reports, lag).decode())
+    else:
+        print(render(reports, lag))
     if textfile:
         write_textfile(textfile, reports, lag)
     return 1 if any(r.alarm for r in reports) else 0
+
+
+def watch(settings: Settings, *, every_s: float, with_kafka: bool = True) -> int:
+    """``flashclaim reconcile --every N``: reconcile every N seconds until SIGTERM, serving
+    the figures on ``/metrics`` (and ``/livez``) at ``FLASHCLAIM_METRICS_PORT``."""
+    import uvloop
+
+    figures = Figures()
+    REGISTRY.register(figures)
+    uvloop.run(probes.with_probes(settings.metrics_port, _rounds(settings, figures, every_s,
+                                                                 with_kafka)))  # fmt: skip
+    return 0
+
+
+async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kafka: bool) -> None:
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    async with open_clients(settings) as opened:
+        while not stop.is_set():
+            try:
+                campaigns = await CampaignStore(opened.pool).all()
+                reports = await reconcile(opened.pool, opened.redis, campaigns, ids=False)
+                lag = await kafka_lag(settings) if with_kafka else None
+            except (RedisError, asyncpg.PostgresError, KafkaError, OSError) as exc:
+                log.warning("reconciliation failed (%s); the figures keep their last values", exc)
+            else:
+                figures.update(reports, lag, time.time())
+                for report in reports:
+                    if report.alarm:
+                        log.warning("reconciliation alarm: %s", asdict(report))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)

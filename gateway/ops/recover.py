@@ -34,6 +34,7 @@ from gateway.claim.events import ClaimEvent
 from gateway.claim.script import ReplayRecord
 from gateway.infra.clients import open_clients
 from gateway.infra.clock import Clock, SystemClock, day_of
+from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.keys import CAMPAIGN_EVENTS
 
@@ -165,10 +166,11 @@ async def command(settings: Settings, campaign_ids: list[str]) -> int:
     async with open_clients(settings) as opened:
         ops = CampaignOps(CampaignStore(opened.pool), opened.redis, SystemClock())
         ids = campaign_ids or [c.id for c in await ops.store.all() if c.status is not Status.DRAFT]
-        print_json(
-            [
+        recovered = []
+        for number, cid in enumerate(ids, 1):
+            progress(f"recovering {cid} ({number}/{len(ids)})")
+            recovered.append(
                 await recover(ops, opened.pool, opened.redis, SystemClock(), settings, cid)
-                for cid in ids
-            ]
-        )
+            )
+        print_json(recovered)
     return 0

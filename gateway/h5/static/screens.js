@@ -42,6 +42,9 @@ export const REASONS = {
   INVALID_REQUEST: ["error", "请求有误，请刷新页面后重试", "The request was not valid; reload and try again"],
   UNAUTHORIZED: ["login", "请在 App 中登录后再领取", "Log in in the app, then claim"],
   METHOD_NOT_ALLOWED: ["error", "请求有误，请刷新页面后重试", "The request was not valid; reload and try again"],
+  HEADERS_TOO_LARGE: ["login", "登录信息有误，请重新登录", "Your login is not valid; log in again"],
+  CLIENT_CLOSED: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
+  ORIGIN_NOT_ALLOWED: ["error", "请在官方活动页领取", "Claim on the official campaign page"],
   INTERNAL: ["try_later", "服务出了点问题，请稍后再试", "Something went wrong on our side; try again shortly"],
   // the client's own: no answer came back, or one that was not the gateway's
   NETWORK_ERROR: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
