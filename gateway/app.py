@@ -189,6 +189,8 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             await events
             await watch
             await pool.close()
+            if claims.profiles is not None:
+                await claims.profiles.aclose()
             await claim_redis.aclose()
             await redis.aclose()
 

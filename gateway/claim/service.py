@@ -30,6 +30,8 @@ from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
 from gateway.keys import request_binding
 from gateway.reasons import EXHAUSTED, Reason
+from gateway.rules.gate import ClaimGate, window_refusal
+from gateway.rules.profiles import CachedProfiles, HttpProfiles
 
 
 class ClaimRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -39,6 +41,7 @@ class ClaimRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, f
     request_id: RequestId
     device_id: DeviceId
     channel: Label
+    city: Label | None = None  # judged only by campaigns with citySource "request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Outcome:
     expires_at: str = ""  # RFC 3339, in the campaign's time zone
     replayed: bool = False
     retry_after_s: float = 0.0
+    offer: str = ""  # NOT_ELIGIBLE by an offer rule: the campaign offered instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,21 @@ class ClaimService:
         self._timeout_s = settings.redis_timeout_ms / 1000
         self._script = ClaimScript(redis)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
+        self.profiles = (
+            HttpProfiles(settings.profile_url, settings.profile_timeout_ms)
+            if settings.profile_url
+            else None
+        )
+        self.gate = ClaimGate(  # claim rules decided before Redis (gateway/rules/)
+            redis,
+            self.campaigns,
+            self.profiles
+            and CachedProfiles(
+                self.profiles, clock, settings.profile_cache_s * 1000, settings.profile_timeout_ms
+            ),
+            settings.profile_fallback,
+            self._timeout_s,
+        )
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
             RateLimiter(settings.device_rate, settings.device_burst),
@@ -110,6 +129,12 @@ class ClaimService:
         if view.status == "active" and now < view.start_ms:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
+        if view.rules is not None:
+            refused = await self.gate.check(view, claimant, request.city, now)
+            if refused is not None:
+                return Outcome(
+                    refused.reason, retry_after_s=refused.retry_after_s, offer=refused.offer
+                )
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
@@ -180,6 +205,9 @@ class ClaimService:
 
     async def _run_script(self, view: CampaignView, claims: Sequence[_Claim]) -> list[Outcome]:
         now = self._clock.now_ms()
+        closed = window_refusal(view, now)  # the script's instant: exact at a window's edge
+        if closed is not None:
+            return [Outcome(closed.reason, retry_after_s=closed.retry_after_s)] * len(claims)
         day = view.day(now)
         cid = view.keys.campaign_id
         batch = Batch(

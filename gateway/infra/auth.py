@@ -10,14 +10,14 @@ cached: the signature is checked once, the time on every request.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import jwt
 import msgspec
 
-from gateway.identifiers import Label, UserId
+from gateway.identifiers import AttributeName, Label, UserId
 from gateway.infra.clock import Clock
 from gateway.infra.settings import Settings
 
@@ -38,6 +38,10 @@ class TokenClaims(msgspec.Struct, frozen=True):
     new_user: bool = False
     level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     tags: Annotated[list[Label], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
+    city: Label | None = None  # where the app's login service placed the user (trusted)
+    attrs: Annotated[dict[AttributeName, float], msgspec.Meta(max_length=16)] = msgspec.field(
+        default_factory=dict
+    )  # numeric audience attributes (gateway/rules/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class Claimant:
     tags: str  # ",a,b," (the form claim.lua searches), "" for none
     expires_s: int
     not_before_s: int
+    city: str = ""
+    attrs: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
 
 
 class TokenVerifier:
@@ -117,6 +123,8 @@ class TokenVerifier:
             tags=f",{','.join(claims.tags)}," if claims.tags else "",
             expires_s=claims.exp,
             not_before_s=claims.nbf,
+            city=claims.city or "",
+            attrs=claims.attrs,
         )
 
 
