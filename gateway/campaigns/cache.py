@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from gateway.infra.clock import Clock, Day, day_of
 from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
-from gateway.reasons import Reason
+from gateway.reasons import EXHAUSTED_TODAY, Reason
 from gateway.rules.spec import Rules, decode_rules
 from gateway.rules.windows import WindowClock
 
@@ -42,6 +42,7 @@ class CampaignView:
     exhausted: Reason | None = None
     exhausted_until_ms: int = 0
     rules: Rules | None = None  # decided before Redis (gateway/rules/gate.py)
+    channels: frozenset[str] = frozenset()  # listed or given a quota: metric labels
     windows: WindowClock | None = None
     _day: Day | None = field(default=None, repr=False)
 
@@ -62,7 +63,7 @@ class CampaignView:
         """Remember for ``ttl_ms`` (not past midnight, for the daily kind) that claims are
         refused with ``reason``."""
         until = now_ms + ttl_ms
-        if reason is Reason.DAILY_SOLD_OUT:
+        if reason in EXHAUSTED_TODAY:
             until = min(until, self.day(now_ms).end_ms)
         self.exhausted, self.exhausted_until_ms = reason, until
 
@@ -137,6 +138,10 @@ class CampaignCache:
             end_ms=end_ms,
             status=config["status"],
             rules=rules,
+            channels=frozenset(
+                [c for c in config.get("channels", "").split(",") if c]
+                + [q.split("=")[0] for q in config.get("quotas", "").split(",") if q]
+            ),
             windows=(
                 WindowClock(rules.windows, zone, start_ms, end_ms)
                 if rules is not None and rules.windows is not None

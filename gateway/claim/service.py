@@ -30,6 +30,7 @@ from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
 from gateway.keys import request_binding
 from gateway.reasons import EXHAUSTED, Reason
+from gateway.rules.figures import count_by_channel
 from gateway.rules.gate import ClaimGate, window_refusal
 from gateway.rules.profiles import CachedProfiles, HttpProfiles
 
@@ -227,6 +228,12 @@ class ClaimService:
         metrics.OUTBOX_LENGTH.labels(cid).set(decided.outbox_length)
         metrics.STOCK_REMAINING.labels(cid).set(max(decided.stock - decided.issued, 0))
         metrics.STOCK_TOTAL.labels(cid).set(decided.stock)
+        count_by_channel(
+            cid,
+            view.channels,
+            [c.request.channel for c in claims],
+            [d.reason for d in decided.decisions],
+        )
         return [
             Outcome(
                 d.reason,
