@@ -147,3 +147,21 @@ async def test_a_claim_queued_in_a_window_is_refused_once_it_closed(make_client,
     [outcome] = await service._decide(campaign.id, [_Claim(request, claimant)])
     assert outcome.reason == "NOT_STARTED"
     assert outcome.retry_after_s == 20 * 3600
+
+
+async def test_the_public_view_counts_down_to_the_next_window(client, ops, clock):
+    campaign = await published(
+        ops,
+        startsAt="2026-11-01T00:00:00+08:00",
+        endsAt="2026-11-20T22:00:00+08:00",  # as next Friday's window would open
+        windows={"daily": [{"opens": "22:00", "closes": "02:00"}], "weekdays": [5]},
+    )
+
+    async def view(now: str) -> tuple[str, int | None]:
+        clock.set(at(now))
+        data = await (await client.get(f"/api/campaigns/{campaign.id}/public")).json()
+        return data["status"], data["opensAtMs"]
+
+    assert await view("2026-11-13 12:00") == ("upcoming", at("2026-11-13 22:00"))
+    assert await view("2026-11-14 01:00") == ("open", None)
+    assert await view("2026-11-14 02:00") == ("ended", None)  # no window left
