@@ -138,7 +138,8 @@ class InvalidClaims(ValueError):
 
 
 MAX_TTL_S = 10 * 365 * 86_400
-_CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl"}
+_CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl", "city": "city",
+                "attrs": "attr"}  # fmt: skip
 
 
 def user_token(
@@ -150,6 +151,8 @@ def user_token(
     new_user: bool = False,
     level: int = 0,
     tags: Sequence[str] = (),
+    city: str | None = None,
+    attrs: Mapping[str, float] | None = None,
 ) -> str:
     """A token the gateway configured by ``settings`` accepts (``flashclaim token``).
 
@@ -159,6 +162,10 @@ def user_token(
     if not 1 <= ttl_s <= MAX_TTL_S:
         raise InvalidClaims(f"ttl must be between 1 and {MAX_TTL_S} seconds, not {ttl_s}")
     claims: dict[str, object] = {"new_user": new_user, "level": level, "tags": list(tags)}
+    if city is not None:
+        claims["city"] = city
+    if attrs:
+        claims["attrs"] = dict(attrs)
     try:
         msgspec.convert({"sub": user_id, "exp": now_s + ttl_s, **claims}, TokenClaims)
     except msgspec.ValidationError as exc:

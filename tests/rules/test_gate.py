@@ -148,3 +148,26 @@ async def test_holding_one_coupon_offers_another(client, ops, redis):
     assert data["offer"] == "welcome-back"
     assert (await claim(client, "u1", returning.id))[0] == 200
     assert (await claim(client, "u2", offered.id))[0] == 200  # holds nothing: claims it
+
+
+async def test_flashclaim_token_mints_city_and_attributes(client, ops, settings):
+    from gateway.infra.auth import InvalidClaims, user_token
+
+    campaign = await published(
+        ops, cities=["shanghai"], audience={"ranges": {"churnProbability": {"min": 0.5}}}
+    )
+    minted = user_token(
+        settings, "u1", ttl_s=3600, now_s=T0_MS // 1000, city="shanghai",
+        attrs={"churnProbability": 0.6},
+    )  # fmt: skip
+    response = await client.post(
+        "/api/coupon/issue",
+        json={"campaignId": campaign.id, "requestId": "req-minted-1", "deviceId": "d1",
+              "channel": "seckill"},
+        headers={"Authorization": f"Bearer {minted}"},
+    )  # fmt: skip
+    assert response.status == 200
+    with pytest.raises(InvalidClaims, match="city"):
+        user_token(settings, "u1", ttl_s=60, now_s=0, city="Shanghai")
+    with pytest.raises(InvalidClaims, match="attr"):
+        user_token(settings, "u1", ttl_s=60, now_s=0, attrs={"Bad Name": 1.0})
