@@ -106,8 +106,3 @@ class CampaignKeys:
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"
-
-
-def request_binding(request_id: str) -> str:
-    """String: ``user|campaign|device`` a requestId was first used with (its own slot)."""
-    return f"{PREFIX}:rid:{{{request_id}}}"

@@ -9,6 +9,11 @@
   none can go below zero; stock left is cfg.stock - counters.issued. Expiries are relative
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
+  A claim's requestId is bound here, scoped to the campaign: the replay record an
+  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
+  claim binds nothing, so its requestId is decided afresh next time.
+
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
     KEYS[2]  counters     hash   issued, spent

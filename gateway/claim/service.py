@@ -3,8 +3,10 @@
 A claim that needs no Redis is answered from memory: over a rate cap, unknown campaign,
 before the campaign's start. A campaign lately found sold out (or ended, or out of budget)
 costs one read of the batch's replay records, so a retry of an accepted claim still
-gets its coupon. Everything else goes through the campaign's batcher: bind each
-requestId to its claim, then one ``claim.lua`` call decides the whole batch.
+gets its coupon. Everything else goes through the campaign's batcher: one ``claim.lua``
+call decides the whole batch, one round trip. The script's replay record is the
+requestId's binding, scoped to its campaign: a retry gets the same answer, a reuse by
+another user or device is REQUEST_MISMATCH, and a refused claim binds nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from gateway.infra.auth import Claimant
 from gateway.infra.clock import Clock, iso_ms
 from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
-from gateway.keys import request_binding
 from gateway.reasons import EXHAUSTED, Reason
 
 
@@ -57,10 +58,6 @@ class _Claim:
     request: ClaimRequest
     claimant: Claimant
 
-    @property
-    def binding(self) -> str:
-        return f"{self.claimant.user_id}|{self.request.campaign_id}|{self.request.device_id}"
-
 
 class _Runner(Protocol):
     async def __call__(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]: ...
@@ -83,18 +80,16 @@ class ClaimService:
         )
         self._deciders: dict[str, Batcher[_Claim, Outcome]] = {}
         self._replayers: dict[str, Batcher[_Claim, Outcome]] = {}
-        self.set_get = True  # Redis >= 7 binds with one SET ... NX GET; see detect_server
 
     async def detect_server(self) -> None:
-        """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks ``SET ... NX
-        GET`` and the script's ``#!lua`` line."""
+        """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks the
+        script's ``#!lua`` line."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 info: dict[str, Any] = await self._redis.info("server")
         except (RedisError, TimeoutError):
             return  # Redis is away at start: assume a current one, the documented minimum
         major = int(str(info["redis_version"]).split(".")[0])
-        self.set_get = major >= 7
         self._script = ClaimScript(self._redis, major)
 
     async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
@@ -141,42 +136,11 @@ class ClaimService:
         return batcher
 
     async def _decide(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:
-        """Bind each requestId to its claim, then decide all bound claims in one call."""
+        """Decide a batch in one ``claim.lua`` call (which also answers retries)."""
         view = await self.campaigns.get(campaign_id)
         if view is None:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
-        outcomes: list[Outcome | None] = [None] * len(claims)
-        started = time.perf_counter()
-        async with asyncio.timeout(self._timeout_s):
-            bound = await self._bind(claims)
-        metrics.SCRIPT_SECONDS.labels("bind").observe(time.perf_counter() - started)
-        todo = []
-        for i, (claim, previous) in enumerate(zip(claims, bound, strict=True)):
-            if previous is None or previous == claim.binding:
-                todo.append(i)
-            else:
-                outcomes[i] = Outcome(Reason.REQUEST_MISMATCH)
-        if todo:
-            decided = await self._run_script(view, [claims[i] for i in todo])
-            for i, outcome in zip(todo, decided, strict=True):
-                outcomes[i] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    async def _bind(self, claims: Sequence[_Claim]) -> list[str | None]:
-        """The requestIds' bindings before this call (None where we bound it just now)."""
-        ttl = self._settings.replay_ttl_s
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for claim in claims:  # raw SET: redis-py's keyword checks cost more than the call
-                key = request_binding(claim.request.request_id)
-                if self.set_get:  # get=True: redis-py's parser hands back the old value
-                    pipe.execute_command(
-                        "SET", key, claim.binding, "NX", "GET", "EX", ttl, get=True
-                    )
-                else:  # Redis < 7 refuses NX with GET: set if absent, then read what is bound
-                    pipe.execute_command("SET", key, claim.binding, "NX", "EX", ttl)
-                    pipe.execute_command("GET", key)
-            replies: list[str | None] = await pipe.execute()
-        return replies if self.set_get else replies[1::2]
+        return await self._run_script(view, claims)
 
     async def _run_script(self, view: CampaignView, claims: Sequence[_Claim]) -> list[Outcome]:
         now = self._clock.now_ms()
