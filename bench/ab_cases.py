@@ -130,4 +130,29 @@ async def _bind(redis: Redis, claims: Sequence[_Claim], ttl: int) -> list[str | 
     return replies
 
 
-SCENARIOS: dict[str, Scenario] = {"bind": bind}
+@asynccontextmanager
+async def lean(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 2: the batch through redis-py (A) or the claim path's own connection (B)."""
+    redis = redis_client(settings_for(redis_url))
+    via_redis_py = ClaimService(
+        redis,
+        SystemClock(),
+        msgspec.structs.replace(settings_for(redis_url), claim_lean_redis=False),
+    )
+    via_wire = ClaimService(redis, SystemClock(), settings_for(redis_url))
+    claims = Claims(await open_campaign(redis, 10**9))
+
+    async def old() -> int:
+        return len(await via_redis_py._decide(claims.campaign_id, claims.batch()))
+
+    async def new() -> int:
+        return len(await via_wire._decide(claims.campaign_id, claims.batch()))
+
+    try:
+        yield Pair("redis-py", old, "hiredis wire", new)
+    finally:
+        await via_wire.aclose()
+        await redis.aclose()
+
+
+SCENARIOS: dict[str, Scenario] = {"bind": bind, "lean": lean}

@@ -189,6 +189,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             await events
             await watch
             await pool.close()
+            await claims.aclose()
             await claim_redis.aclose()
             await redis.aclose()
 

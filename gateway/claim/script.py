@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.claim.wire import Script, Wire
 from gateway.infra import lua
 from gateway.keys import CampaignKeys
 from gateway.reasons import Reason
@@ -145,16 +146,21 @@ class ReplayRecord:
 
 
 class ClaimScript:
-    """``claim.lua`` registered on one Redis client."""
+    """``claim.lua`` registered on one Redis client, called over the claim path's own
+    connection (``wire``) when there is one, else through redis-py."""
 
-    def __init__(self, redis: Redis, major_version: int = 7) -> None:
+    def __init__(self, redis: Redis, major_version: int = 7, wire: Wire | None = None) -> None:
         self._script = lua.register(redis, "claim", major_version)
+        self._lean = Script(lua.for_redis(lua.source("claim"), major_version))
+        self._wire = wire
 
     async def __call__(self, batch: Batch) -> Decided:
         """Decide ``batch`` in one atomic call."""
         keys, args = batch.call()
-        return decode(await self._script(keys, args))
+        return decode(await self.raw(keys, args))
 
     async def raw(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Call with KEYS and ARGV as given (the contract tests send malformed calls)."""
+        if self._wire is not None:
+            return await self._wire.evalsha(self._lean, list(keys), list(args))
         return await self._script(keys, args)

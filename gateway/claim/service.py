@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from gateway.campaigns.cache import CampaignCache, CampaignView
 from gateway.claim.batcher import Batcher
 from gateway.claim.script import Batch, ClaimInput, ClaimScript, ReplayRecord, coupon_id_for
+from gateway.claim.wire import Wire, supports
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant
@@ -71,7 +72,9 @@ class ClaimService:
         self._clock = clock
         self._settings = settings
         self._timeout_s = settings.redis_timeout_ms / 1000
-        self._script = ClaimScript(redis)
+        lean = settings.claim_lean_redis and supports(settings.redis_url)
+        self._wire = Wire(settings.redis_url, self._timeout_s) if lean else None
+        self._script = ClaimScript(redis, wire=self._wire)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
@@ -90,7 +93,12 @@ class ClaimService:
         except (RedisError, TimeoutError):
             return  # Redis is away at start: assume a current one, the documented minimum
         major = int(str(info["redis_version"]).split(".")[0])
-        self._script = ClaimScript(self._redis, major)
+        self._script = ClaimScript(self._redis, major, self._wire)
+
+    async def aclose(self) -> None:
+        """Close the claim path's own connection (the caller closes ``redis``)."""
+        if self._wire is not None:
+            await self._wire.aclose()
 
     async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
         """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
@@ -181,9 +189,12 @@ class ClaimService:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
         refusal = Outcome(view.exhausted or Reason.SOLD_OUT)
         started = time.perf_counter()
+        keys = [view.keys.request(c.request.request_id) for c in claims]
         async with asyncio.timeout(self._timeout_s):
-            records: list[str | None] = await self._redis.mget(  # type: ignore[assignment]
-                [view.keys.request(c.request.request_id) for c in claims]
+            records: list[str | None] = await (  # type: ignore[assignment]  # decoded
+                self._wire.command("MGET", *keys)
+                if self._wire is not None
+                else self._redis.mget(keys)
             )
         metrics.SCRIPT_SECONDS.labels("replay").observe(time.perf_counter() - started)
         return [

@@ -239,6 +239,7 @@ class ClaimScriptMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.service.aclose())
         self.run(self.redis.aclose())
         self.loop.close()
 
