@@ -171,15 +171,16 @@ class ClaimService:
         metrics.OUTBOX_LENGTH.labels(cid).set(decided.outbox_length)
         metrics.STOCK_REMAINING.labels(cid).set(max(decided.stock - decided.issued, 0))
         metrics.STOCK_TOTAL.labels(cid).set(decided.stock)
-        return [
-            Outcome(
-                d.reason,
-                d.coupon_id,
-                iso_ms(d.expires_at_ms, view.zone) if d.coupon_id else "",
-                d.replayed,
-            )
-            for d in decided.decisions
-        ]
+        expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
+        outcomes = []
+        for d in decided.decisions:
+            expires = ""
+            if d.coupon_id:
+                expires = expiries.get(d.expires_at_ms) or expiries.setdefault(
+                    d.expires_at_ms, iso_ms(d.expires_at_ms, view.zone)
+                )
+            outcomes.append(Outcome(d.reason, d.coupon_id, expires, d.replayed))
+        return outcomes
 
     async def _replay(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:
         """Answer claims to an exhausted campaign: the original answer for a retried

@@ -62,3 +62,14 @@ async def test_malformed_call_is_refused_before_any_write(redis, settings, ops, 
     assert await snapshot(redis, campaign) == before
     if wire is not None:
         await wire.aclose()
+
+
+def test_coupon_id_is_the_uuid_of_the_claims_digest():
+    import hashlib
+    import uuid
+
+    from gateway.claim.script import coupon_id_for
+
+    for n in range(200):
+        digest = hashlib.blake2b(f"c-{n}\x00u-{n}\x00r-{n}".encode(), digest_size=16).digest()
+        assert coupon_id_for(f"c-{n}", f"u-{n}", f"r-{n}") == str(uuid.UUID(bytes=digest))
