@@ -22,7 +22,7 @@ from gateway.keys import CampaignKeys
 from gateway.reasons import Reason
 
 #: ARGV holds these before the claims; each claim then takes ``STRIDE`` values.
-HEADER_ARGS = 5
+HEADER_ARGS = 6
 STRIDE = 8
 
 
@@ -75,6 +75,7 @@ class Batch:
     replay_ttl_s: int
     outbox_max_len: int
     claims: Sequence[ClaimInput]
+    winners_max: int = 0  # keep accepted requestIds in a list while stock <= this
 
     def call(self) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of the script call deciding this batch."""
@@ -85,6 +86,7 @@ class Batch:
             self.replay_ttl_s,
             self.outbox_max_len,
             len(self.claims),
+            self.winners_max,
         ]
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))

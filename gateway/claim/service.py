@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from gateway.campaigns.cache import CampaignCache, CampaignView
 from gateway.claim.batcher import Batcher
 from gateway.claim.script import Batch, ClaimInput, ClaimScript, ReplayRecord, coupon_id_for
+from gateway.claim.winners import Winners
 from gateway.claim.wire import Wire, supports
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
 from gateway.infra import metrics
@@ -76,6 +77,7 @@ class ClaimService:
         self._wire = Wire(settings.redis_url, self._timeout_s) if lean else None
         self._script = ClaimScript(redis, wire=self._wire)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
+        self.winners = Winners(redis, settings.sold_out_memory_max, self._timeout_s)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
             RateLimiter(settings.device_rate, settings.device_burst),
@@ -116,11 +118,19 @@ class ClaimService:
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
+            winners = self.winners.of(request.campaign_id)
+            if winners is not None and request.request_id not in winners:
+                return Outcome(exhausted)  # not a winner's retry: nothing to look up
             return await self._batcher(self._replayers, view, self._replay).submit(claim)
         outcome = await self._batcher(self._deciders, view, self._decide).submit(claim)
         if outcome.reason in EXHAUSTED:
             view.mark_exhausted(outcome.reason, now, self._settings.sold_out_cache_ms)
         return outcome
+
+    def invalidate(self, campaign_id: str | None = None) -> None:
+        """A campaign changed (or all did): forget what this worker learnt of it."""
+        self.campaigns.invalidate(campaign_id)
+        self.winners.invalidate(campaign_id)
 
     async def ping(self) -> None:
         """Raise if Redis does not answer (TimeoutError if not within the timeout)."""
@@ -162,6 +172,7 @@ class ClaimService:
             replay_ttl_s=self._settings.replay_ttl_s,
             outbox_max_len=self._settings.outbox_max_len,
             claims=[_script_input(cid, claim) for claim in claims],
+            winners_max=self._settings.sold_out_memory_max,
         )
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
@@ -171,6 +182,8 @@ class ClaimService:
         metrics.OUTBOX_LENGTH.labels(cid).set(decided.outbox_length)
         metrics.STOCK_REMAINING.labels(cid).set(max(decided.stock - decided.issued, 0))
         metrics.STOCK_TOTAL.labels(cid).set(decided.stock)
+        exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
+        self.winners.observe(view.keys, decided.issued, exhausted)
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
         outcomes = []
         for d in decided.decisions:

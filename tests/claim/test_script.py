@@ -42,8 +42,9 @@ def test_scripts_never_build_key_names():
         pytest.param(lambda keys, args: (keys[:-1], args), id="missing-key"),
         pytest.param(lambda keys, args: (keys, args[:-1]), id="missing-arg"),
         pytest.param(lambda keys, args: (keys, ["soon", *args[1:]]), id="bad-now"),
-        pytest.param(lambda keys, args: (keys, [*args[:10], "level?", *args[11:]]), id="bad-level"),
-        pytest.param(lambda keys, args: (keys, [*args[:5], "", *args[6:]]), id="empty-user"),
+        pytest.param(lambda keys, args: (keys, [*args[:5], "many", *args[6:]]), id="bad-cap"),
+        pytest.param(lambda keys, args: (keys, [*args[:11], "level?", *args[12:]]), id="bad-level"),
+        pytest.param(lambda keys, args: (keys, [*args[:6], "", *args[7:]]), id="empty-user"),
     ],
 )
 @pytest.mark.parametrize("lean", [False, True], ids=["redis-py", "wire"])
