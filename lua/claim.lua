@@ -9,6 +9,11 @@
   none can go below zero; stock left is cfg.stock - counters.issued. Expiries are relative
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
+  A claim's requestId is bound here, scoped to the campaign: the replay record an
+  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
+  claim binds nothing, so its requestId is decided afresh next time.
+
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
     KEYS[2]  counters     hash   issued, spent
@@ -19,15 +24,19 @@
     KEYS[7]  outbox       stream accepted claims for the relay
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
-    KEYS[10] user_money   hash   user -> cents of coupon value claimed in total
-    KEYS[11] daily_money  string cents of coupon value issued today
-    KEYS[11+i]            string replay record of claim i's requestId
+    KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
+    KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
+    KEYS[12] daily_money  string cents of coupon value issued today
+    KEYS[12+i]            string replay record of claim i's requestId
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
     ARGV[4]  outbox length at which claims are shed
     ARGV[5]  n, claims in this batch
-    then per claim i (8 each, from ARGV[6 + 8*(i-1)]):
+    ARGV[6]  winners cap: accepted requestIds are appended to KEYS[10] while the stock is
+             at most this (0: never); the list is complete while its length equals issued,
+             and lets workers answer a sold-out herd from memory
+    then per claim i (8 each, from ARGV[7 + 8*(i-1)]):
              user, device, requestId, couponId, newUser (0|1), level, tags (",a,b,"), channel
 
   Output: { { {code, couponId, expiresAtMs, replayed(0|1)} per claim }, outboxLength, issued, stock }
@@ -50,11 +59,12 @@ local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
 local CHANNEL_SOLD_OUT, DAILY_BUDGET_EXHAUSTED, USER_MONEY_LIMIT = 55, 56, 57
 
 local DAY_MS = 86400000
-local FIRST, STRIDE, FIXED_KEYS = 6, 8, 11
+local FIRST, STRIDE, FIXED_KEYS = 7, 8, 12
 
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if not (now and day_end and replay_ttl and outbox_max and n) or n < 1
+local winners_max = tonumber(ARGV[6])
+if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
     or #KEYS ~= FIXED_KEYS + n or #ARGV ~= FIRST - 1 + n * STRIDE then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
@@ -128,7 +138,7 @@ end
 -- Claim rules (gateway/rules/): channel quotas of the one stock, a per-user money cap and a
 -- per-day money budget; checked after the budget, written with the claim.
 local quotas, ucap, dbudget = cfg[20] or '', tonumber(cfg[21]) or 0, tonumber(cfg[22]) or 0
-local day_money = dbudget > 0 and (tonumber(redis.call('GET', KEYS[11])) or 0) or 0
+local day_money = dbudget > 0 and (tonumber(redis.call('GET', KEYS[12])) or 0) or 0
 local by_channel = {}
 
 local function quota_of(channel)
@@ -146,7 +156,7 @@ local function rule_refusal(user, channel)
   local quota = quota_of(channel)
   if quota and channel_issued(channel) >= quota then return CHANNEL_SOLD_OUT end
   if dbudget > 0 and day_money + value > dbudget then return DAILY_BUDGET_EXHAUSTED end
-  if ucap > 0 and count(KEYS[10], user) + value > ucap then return USER_MONEY_LIMIT end
+  if ucap > 0 and count(KEYS[11], user) + value > ucap then return USER_MONEY_LIMIT end
   return nil
 end
 
@@ -157,11 +167,11 @@ local function rule_writes(user, channel)
   end
   if dbudget > 0 then
     day_money = day_money + value
-    if redis.call('INCRBY', KEYS[11], value) == value then
-      redis.call('PEXPIRE', KEYS[11], day_end - now + 2 * DAY_MS)
+    if redis.call('INCRBY', KEYS[12], value) == value then
+      redis.call('PEXPIRE', KEYS[12], day_end - now + 2 * DAY_MS)
     end
   end
-  if ucap > 0 then redis.call('HINCRBY', KEYS[10], user, value) end
+  if ucap > 0 then redis.call('HINCRBY', KEYS[11], user, value) end
 end
 
 -- The rules, in the order their reasons are reported.
@@ -208,6 +218,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   rule_writes(user, channel)
   redis.call('SET', req_key, user .. '\t' .. device .. '\t' .. coupon .. '\t' .. expires,
     'EX', replay_ttl)
+  if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
     'at', now, 'expires', expires)

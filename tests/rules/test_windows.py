@@ -165,3 +165,20 @@ async def test_the_public_view_counts_down_to_the_next_window(client, ops, clock
     assert await view("2026-11-13 12:00") == ("upcoming", at("2026-11-13 22:00"))
     assert await view("2026-11-14 01:00") == ("open", None)
     assert await view("2026-11-14 02:00") == ("ended", None)  # no window left
+
+
+async def test_a_retry_after_the_window_closed_gets_its_coupon(client, ops, clock):
+    campaign = await published(
+        ops,
+        startsAt="2026-11-01T00:00:00+08:00",
+        endsAt="2027-03-01T00:00:00+08:00",
+        windows={"daily": [{"opens": "22:00", "closes": "02:00"}]},
+    )
+    clock.set(at("2026-11-14 01:59:59.900"))
+    status, first = await claim(client, "u1", campaign.id, request_id="req-late-retry")
+    assert status == 200
+    clock.set(at("2026-11-14 02:00:00.200"))  # the answer was lost; the page retries
+    status, again = await claim(client, "u1", campaign.id, request_id="req-late-retry")
+    assert (status, again["couponId"]) == (200, first["couponId"])
+    status, other = await claim(client, "u2", campaign.id, request_id="req-late-other")
+    assert (status, other["reason"]) == (409, "NOT_STARTED")
