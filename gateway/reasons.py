@@ -43,6 +43,10 @@ class Reason(enum.StrEnum):
     CLIENT_CLOSED = "CLIENT_CLOSED"
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
     INTERNAL = "INTERNAL"
+    # Redeem codes (gateway/channels/): 17 is claim.lua's, 50-54 the gateway's.
+    CODE_INVALID = "CODE_INVALID"
+    CODE_MISTYPED = "CODE_MISTYPED"
+    CODE_LOCKED = "CODE_LOCKED"
 
     @property
     def code(self) -> int:
@@ -119,6 +123,20 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
     (Reason.CLIENT_CLOSED, 26, 499, "The client closed the connection mid-request."),
     (Reason.ORIGIN_NOT_ALLOWED, 27, HTTPStatus.FORBIDDEN, "This origin may not call the API."),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
+    # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
+    (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),
+    (
+        Reason.CODE_MISTYPED,
+        50,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This is not a code: check it for a typo.",
+    ),
+    (
+        Reason.CODE_LOCKED,
+        51,
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "Too many wrong codes; try again later.",
+    ),
 ]
 
 _CODES = {reason: code for reason, code, _, _ in _TABLE}

@@ -47,6 +47,7 @@ class ClaimInput:
     level: int
     tags: str  # ",a,b," (the form the script searches), "" for none
     channel: str
+    code: str = ""  # a redeem code's keyed hash; sent after the claims (see Batch.call)
 
     def args(self) -> list[str | int]:
         """This claim's ``STRIDE`` ARGV values, in the script's order."""
@@ -87,6 +88,9 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
+        if any(claim.code for claim in self.claims):  # redeem codes: one key, n more ARGV
+            names.append(self.keys.codes)
+            args += [claim.code for claim in self.claims]
         return names, args
 
 

@@ -56,6 +56,7 @@ class Outcome:
 class _Claim:
     request: ClaimRequest
     claimant: Claimant
+    code: str = ""  # a redeem code's keyed hash (gateway/channels/redeem.py), "" for none
 
     @property
     def binding(self) -> str:
@@ -97,16 +98,24 @@ class ClaimService:
         self.set_get = major >= 7
         self._script = ClaimScript(self._redis, major)
 
-    async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
-        """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
+    async def claim(
+        self, claimant: Claimant, request: ClaimRequest, ip: str, code: str = ""
+    ) -> Outcome:
+        """Decide one claim (the caller has verified ``claimant`` and ``request``);
+        ``code`` is a redeem code's keyed hash, checked and used in the claim's step."""
         wait = self._rate_wait(claimant.user_id, request.device_id, ip)
         if wait:
             return Outcome(Reason.RATE_LIMITED, retry_after_s=wait)
+        return await self.grant(claimant, request, code)
+
+    async def grant(self, claimant: Claimant, request: ClaimRequest, code: str = "") -> Outcome:
+        """Decide a claim the gateway makes for a user (bind jobs, triggers): every rule
+        of the campaign holds, only the per-client request rate caps do not apply."""
         view = await self.campaigns.get(request.campaign_id)
         if view is None:
             return Outcome(Reason.UNKNOWN_CAMPAIGN)
         now = self._clock.now_ms()
-        claim = _Claim(request, claimant)
+        claim = _Claim(request, claimant, code)
         if view.status == "active" and now < view.start_ms:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
@@ -239,6 +248,7 @@ def _script_input(campaign_id: str, claim: _Claim) -> ClaimInput:
         level=who.level,
         tags=who.tags,
         channel=request.channel,
+        code=claim.code,
     )
 
 
