@@ -1,9 +1,9 @@
 """Redeem codes: how they look, how they are made, how they are stored.
 
 A code is 12 random characters and a check character, shown in groups of four
-(``K7QM-2XRT-P9HA-C``). The alphabet has 31 characters without look-alikes (no 0/O, 1/I/L),
-so 12 of them carry about 59 bits: a guesser allowed a few tries per lockout finds nothing.
-The check character is Luhn mod 31 (python-stdnum): any single mistyped character and most
+(``K7QM-2XRT-P9HA-C``). The alphabet has 30 characters without look-alikes (no 0/O, 1/I/L,
+U/V), so 12 of them carry about 59 bits: a guesser allowed a few tries per lockout finds nothing.
+The check character is Luhn mod 30 (python-stdnum; Luhn mod N needs an even N): any single mistyped character and most
 swapped neighbours are caught before anything is looked up, so a typo costs no lookup and
 counts as no failed attempt.
 
@@ -22,14 +22,14 @@ from collections.abc import Iterator
 
 from stdnum import luhn
 
-ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 BODY_LENGTH = 12
 LENGTH = BODY_LENGTH + 1
 _ALLOWED = frozenset(ALPHABET)
 _SEPARATORS = str.maketrans({"-": None, " ": None})
-# Random bytes to characters without bias: bytes 0..247 map to ALPHABET[b % 31] (248 is
-# 8 x 31), bytes 248..255 are dropped.
-_USABLE = 248
+# Random bytes to characters without bias: bytes 0..239 map to ALPHABET[b % 30] (240 is
+# 8 x 30), bytes 240..255 are dropped.
+_USABLE = 240
 _TO_CHAR = bytes(ord(ALPHABET[b % len(ALPHABET)]) if b < _USABLE else 0 for b in range(256))
 _DROPPED = bytes(range(_USABLE, 256))
 

@@ -12,7 +12,13 @@ from typing import Annotated
 import msgspec
 from redis.asyncio import Redis
 
-from gateway.channels.triggers import Scalar, TriggerRules, chance, derived_request_id
+from gateway.channels.triggers import (
+    AttributeName,
+    Scalar,
+    TriggerRules,
+    chance,
+    derived_request_id,
+)
 from gateway.claim.service import ClaimRequest, ClaimService, Outcome
 from gateway.identifiers import DeviceId, Label, RequestId, UserId
 from gateway.infra.auth import Claimant
@@ -29,7 +35,7 @@ class Event(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=T
     type: Label
     user_id: UserId
     attributes: Annotated[
-        dict[Label, Annotated[str, msgspec.Meta(max_length=128)] | int | float | bool],
+        dict[AttributeName, Annotated[str, msgspec.Meta(max_length=128)] | int | float | bool],
         msgspec.Meta(max_length=32),
     ] = msgspec.field(default_factory=dict)
 

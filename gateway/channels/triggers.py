@@ -25,10 +25,12 @@ import asyncpg
 import msgspec
 import orjson
 
-from gateway.identifiers import CampaignId, Label, whole
+from gateway.identifiers import CampaignId, whole
 
 RuleId = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"))]
+AttributeName = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z][A-Za-z0-9_]{0,31}"))]
 Scalar = str | int | float | bool
+EventType = Annotated[str, msgspec.Meta(pattern=whole(r"([a-z0-9][a-z0-9_-]{0,31})?"))]
 
 
 class Range(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,9 +49,9 @@ class TriggerRule(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw
     rule_id: RuleId
     kind: Literal["event", "skydrop"]
     campaign_id: CampaignId
-    event_type: Label | Literal[""] = ""
-    conditions: Annotated[dict[Label, Condition], msgspec.Meta(max_length=16)] = msgspec.field(
-        default_factory=dict
+    event_type: EventType = ""
+    conditions: Annotated[dict[AttributeName, Condition], msgspec.Meta(max_length=16)] = (
+        msgspec.field(default_factory=dict)
     )
     probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
     first_opens: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
