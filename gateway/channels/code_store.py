@@ -1,14 +1,15 @@
 """Generating a batch of redeem codes: keyed hashes into PostgreSQL and Redis, the codes
 themselves only to the operator's CSV.
 
-The rows go in with COPY, the Redis fields in pipelined chunks; 1,000,000 codes take
-seconds (README, "Redeem codes"). Redis gets two fields per code: the campaign's own
-``codes`` hash (its state, which ``claim.lua`` checks and writes atomically with the claim)
-and the global index that tells the redeem endpoint which campaign a code belongs to.
+PostgreSQL gets one row per batch holding every hash (``migrations/0020``). Redis gets
+two fields per code, in pipelined chunks: the campaign's own ``codes`` hash (its state,
+which ``claim.lua`` checks and writes atomically with the claim) and the global index
+that tells the redeem endpoint which campaign a code belongs to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterable, Iterator
 
@@ -45,26 +46,30 @@ class CodeBatches:
         codes = list(generate(count))
         hashes = [self._hash(code) for code in codes]
         batch_id = f"{campaign.id}-{secrets.token_hex(4)}"
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO code_batches (batch_id, campaign_id, count) VALUES ($1, $2, $3)",
-                batch_id,
-                campaign.id,
-                count,
-            )
-            await conn.copy_records_to_table(
-                "redeem_codes",
-                records=((h, campaign.id, batch_id) for h in hashes),
-                columns=["code_hash", "campaign_id", "batch_id"],
-            )
-        codes_key = keys_of(campaign).codes
-        for start in range(0, count, _CHUNK):
+        # PostgreSQL and Redis are other processes: write both at once.
+        await asyncio.gather(
+            self._record(campaign.id, batch_id, hashes),
+            self._publish(keys_of(campaign).codes, campaign.id, hashes),
+        )
+        return batch_id, codes
+
+    async def _record(self, campaign_id: str, batch_id: str, hashes: list[str]) -> None:
+        await self._pool.execute(
+            "INSERT INTO code_batches (batch_id, campaign_id, count, hashes)"
+            " VALUES ($1, $2, $3, $4)",
+            batch_id,
+            campaign_id,
+            len(hashes),
+            bytes.fromhex("".join(hashes)),
+        )
+
+    async def _publish(self, codes_key: str, campaign_id: str, hashes: list[str]) -> None:
+        for start in range(0, len(hashes), _CHUNK):
             chunk = hashes[start : start + _CHUNK]
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(codes_key, mapping=dict.fromkeys(chunk, ""))
-                pipe.hset(CODE_INDEX, mapping=dict.fromkeys(chunk, campaign.id))
+                pipe.hset(CODE_INDEX, mapping=dict.fromkeys(chunk, campaign_id))
                 await pipe.execute()
-        return batch_id, codes
 
 
 def csv_lines(campaign_id: str, batch_id: str, codes: Iterable[str]) -> Iterator[bytes]:

@@ -1,11 +1,11 @@
 """Redeem codes: how they look, how they are made, how they are stored.
 
 A code is 12 random characters and a check character, shown in groups of four
-(``K7QM-2XRT-P9HA-C``). The alphabet has 30 characters without look-alikes (no 0/O, 1/I/L,
-U/V), so 12 of them carry about 59 bits: a guesser allowed a few tries per lockout finds nothing.
-The check character is Luhn mod 30 (python-stdnum; Luhn mod N needs an even N): any single mistyped character and most
-swapped neighbours are caught before anything is looked up, so a typo costs no lookup and
-counts as no failed attempt.
+(``K7QM-2XRT-P9HA-C``). The alphabet has 30 characters without look-alikes (no 0/O,
+1/I/L, U/V), so 12 of them carry about 59 bits: a guesser allowed a few tries per lockout
+finds nothing. The check character is Luhn mod 30 (python-stdnum; Luhn mod N needs an
+even N): any single mistyped character and most swapped neighbours are caught before
+anything is looked up, so a typo costs no lookup and counts as no failed attempt.
 
 Only a keyed hash of a code is ever stored (HMAC-SHA256 with ``FLASHCLAIM_CODE_SECRET``,
 truncated to 128 bits): a leaked database or Redis dump names no usable code, and without
