@@ -17,7 +17,6 @@ import random
 from typing import Any
 
 import requests
-
 from locust import between, events, task
 from locust.env import Environment
 
