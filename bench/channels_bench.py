@@ -93,6 +93,7 @@ async def bench_bind(settings: Settings, work: Path) -> dict[str, float]:
         job = USERS / (time.perf_counter() - started)
         assert state.reasons == {"ACCEPTED": USERS}, state.reasons
     finally:
+        await claims.aclose()
         await pool.close()
         await claim_redis.aclose()
     return {"users": USERS, "baseline_claims_per_s": baseline, "bind_users_per_s": job}

@@ -9,6 +9,11 @@
   none can go below zero; stock left is cfg.stock - counters.issued. Expiries are relative
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
+  A claim's requestId is bound here, scoped to the campaign: the replay record an
+  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
+  claim binds nothing, so its requestId is decided afresh next time.
+
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
     KEYS[2]  counters     hash   issued, spent
@@ -19,21 +24,31 @@
     KEYS[7]  outbox       stream accepted claims for the relay
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
-    KEYS[9+i]             string replay record of claim i's requestId
+    KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
+    KEYS[10+i]            string replay record of claim i's requestId
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
     ARGV[4]  outbox length at which claims are shed
     ARGV[5]  n, claims in this batch
-    then per claim i (8 each, from ARGV[6 + 8*(i-1)]):
+    ARGV[6]  winners cap: accepted requestIds are appended to KEYS[10] while the stock is
+             at most this (0: never); the list is complete while its length equals issued,
+             and lets workers answer a sold-out herd from memory
+    then per claim i (8 each, from ARGV[7 + 8*(i-1)]):
              user, device, requestId, couponId, newUser (0|1), level, tags (",a,b,"), channel
 
   Output: { { {code, couponId, expiresAtMs, replayed(0|1)} per claim }, outboxLength, issued, stock }
     code: 0 ACCEPTED, 1 SOLD_OUT, 2 DAILY_SOLD_OUT, 3 BUDGET_EXHAUSTED, 4 USER_LIMIT,
           5 USER_DAILY_LIMIT, 6 DEVICE_LIMIT, 7 NOT_STARTED, 8 ENDED, 9 PAUSED,
           10 NOT_ELIGIBLE, 11 EXCLUSIVE_CONFLICT, 12 BLOCKED, 13 UNKNOWN_CAMPAIGN,
-          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE
+          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE, 17 CODE_INVALID
     A malformed call is refused with an error before anything is written.
+
+  Redeem codes (gateway/channels/redeem.py), a separate addition at the end of the contract:
+    KEYS[10+n+1] codes    hash   keyed hash of a code -> "" unused, "<user>\t<requestId>" used
+    ARGV[last n]          claim i's code hash ("" for a claim without a code)
+  Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
+  code is in the hash and unused; accepted, it marks the code used in the same step.
 ]]
 
 local ACCEPTED, SOLD_OUT, DAILY_SOLD_OUT, BUDGET_EXHAUSTED = 0, 1, 2, 3
@@ -41,14 +56,21 @@ local USER_LIMIT, USER_DAILY_LIMIT, DEVICE_LIMIT = 4, 5, 6
 local NOT_STARTED, ENDED, PAUSED, NOT_ELIGIBLE = 7, 8, 9, 10
 local EXCLUSIVE_CONFLICT, BLOCKED, UNKNOWN_CAMPAIGN = 11, 12, 13
 local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
+local CODE_INVALID = 17
 
 local DAY_MS = 86400000
-local FIRST, STRIDE, FIXED_KEYS = 6, 8, 9
+local FIRST, STRIDE, FIXED_KEYS = 7, 8, 10
 
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if not (now and day_end and replay_ttl and outbox_max and n) or n < 1
-    or #KEYS ~= FIXED_KEYS + n or #ARGV ~= FIRST - 1 + n * STRIDE then
+local winners_max = tonumber(ARGV[6])
+-- Redeem codes: one more key and n more values when the batch carries codes.
+local codes_key = n and #KEYS == FIXED_KEYS + n + 1 and KEYS[FIXED_KEYS + n + 1] or nil
+local extra_keys, extra_args = 0, 0
+if codes_key then extra_keys, extra_args = 1, n end
+if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
+    or #KEYS ~= FIXED_KEYS + n + extra_keys
+    or #ARGV ~= FIRST - 1 + n * STRIDE + extra_args then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
 for i = 1, n do
@@ -159,6 +181,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   if group ~= '' then redis.call('HSET', KEYS[6], user, cid .. ':' .. expires) end
   redis.call('SET', req_key, user .. '\t' .. device .. '\t' .. coupon .. '\t' .. expires,
     'EX', replay_ttl)
+  if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
     'at', now, 'expires', expires)
@@ -180,10 +203,17 @@ for i = 1, n do
       results[i] = { REQUEST_MISMATCH, '', 0, 0 }
     end
   else
-    local code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
-      ARGV[at + 7])
+    local redeem = codes_key and ARGV[FIRST - 1 + n * STRIDE + i] or ''
+    local code
+    if redeem ~= '' and redis.call('HGET', codes_key, redeem) ~= '' then
+      code = CODE_INVALID  -- never issued (false) or used: the same answer
+    else
+      code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
+        ARGV[at + 7])
+    end
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else
       results[i] = { code, '', 0, 0 }
     end

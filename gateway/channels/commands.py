@@ -78,6 +78,7 @@ async def bind(
         show(state)
     finally:
         bar.close()
+        await claims.aclose()
         await pool.close()
         await redis.aclose()
     print(_json(state))

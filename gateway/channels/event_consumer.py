@@ -55,6 +55,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
                 await consumer.commit()
     finally:
         await consumer.stop()
+        await claims.aclose()
         await pool.close()
         await redis.aclose()
         await claim_redis.aclose()

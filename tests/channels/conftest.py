@@ -22,6 +22,7 @@ async def claims(
     service = ClaimService(client, clock, settings)
     await service.detect_server()
     yield service
+    await service.aclose()
     await client.aclose()
 
 
