@@ -79,7 +79,9 @@ class Batch:
     winners_max: int = 0  # keep accepted requestIds in a list while stock <= this
 
     def call(self) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of the script call deciding this batch."""
+        """KEYS and ARGV of the script call deciding this batch. A batch carrying redeem
+        codes (gateway/channels/) adds, at the end, the campaign's ``codes`` key and one
+        value per claim (its code's keyed hash, "" for none); otherwise neither."""
         names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,
