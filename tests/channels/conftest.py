@@ -28,5 +28,5 @@ async def claims(
 
 async def outbox_users(redis: Redis, outbox: str) -> list[str]:
     """The user of every accepted claim in a campaign's outbox."""
-    entries = await redis.xrange(outbox)
+    entries: list[tuple[str, dict[str, str]]] = await redis.xrange(outbox)  # type: ignore[assignment]
     return [fields["user"] for _, fields in entries]
