@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gateway.campaigns.pages import PageSetup
+from gateway.campaigns.usage import UsageRules, usage_violations
 from gateway.identifiers import CampaignId, Label
 
 MAX_CENTS = 100_000_000_000  # one billion yuan: far above any real coupon budget
@@ -107,6 +108,8 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     exclusion_group: Label | None = None
     channels: list[Label] = msgspec.field(default_factory=list)  # empty: every channel
     pages: PageSetup = msgspec.field(default_factory=PageSetup)  # the H5 page's copy, per channel
+    # Where, when and with what a claimed coupon may be used (gateway/campaigns/usage.py).
+    usage: UsageRules = msgspec.field(default_factory=UsageRules)
 
     @property
     def value_cents(self) -> int:
@@ -192,6 +195,7 @@ def _rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
             found.append(("validity.validUntil", "must be after validFrom"))
         if spec.validity.valid_until <= spec.starts_at:
             found.append(("validity.validUntil", "must be after startsAt"))
+    found.extend(usage_violations(spec.usage))
     return found
 
 
