@@ -49,6 +49,7 @@ from gateway.infra.openapi import Operation
 from gateway.infra.persistence import PersistenceGuard
 from gateway.infra.settings import SECRETS, ConfigError, Settings
 from gateway.reasons import Reason
+from gateway.redemption import api as redemption_api
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -89,6 +90,7 @@ OPERATIONS: list[Operation] = [
     *h5_api.OPERATIONS,
     *campaigns_admin.OPERATIONS,
     *h5_partners.OPERATIONS,
+    *redemption_api.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -124,6 +126,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
+    app.add_routes(redemption_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -165,6 +168,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
+        app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, clock, settings)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )

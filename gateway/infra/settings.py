@@ -114,6 +114,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
 
+    # Using a coupon (gateway/redemption/): how long a lock holds coupons for an unpaid
+    # order; how often the sweeper records lock and coupon expiries (0: no sweeper in the
+    # consumer process; run `flashclaim redemption sweep`).
+    coupon_lock_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    sweep_every_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+
     # Operations.
     metrics_dir: str = ""
     metrics_port: _Port = 0  # relay, consumer, reconcile --every: /metrics and /livez; 0: off
