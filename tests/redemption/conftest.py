@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -35,10 +35,10 @@ CART: dict[str, Any] = {
 
 
 @pytest.fixture
-async def orders_pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+async def orders_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
     """The test database with no orders, refunds or events left from another test."""
     await pool.execute("TRUNCATE coupon_refunds, coupon_orders, coupon_events")
-    yield pool
+    return pool
 
 
 Give = Callable[..., Awaitable[str]]

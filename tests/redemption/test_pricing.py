@@ -123,9 +123,12 @@ def test_split_is_exact_and_never_exceeds_a_weight(cents, weights):
 
 
 def test_the_quote_is_deterministic():
-    coupons = [held(f"c{i}", expires=T0_MS + (i % 3 + 1) * DAY_MS, faceValueCents=1000 * (i % 4 + 1),
-                    thresholdCents=20_000, usage={"tier": ["shop", "category", "platform"][i % 3]})
-               for i in range(12)]  # fmt: skip
+    tiers = ["shop", "category", "platform"]
+    coupons = [
+        held(f"c{i}", expires=T0_MS + (i % 3 + 1) * DAY_MS, faceValueCents=1000 * (i % 4 + 1),
+             thresholdCents=20_000, usage={"tier": tiers[i % 3]})
+        for i in range(12)
+    ]  # fmt: skip
     first = quote(coupons, cart(), NOW, new_user=False).best
     again = quote(list(reversed(coupons)), cart(), NOW, new_user=False).best
     assert (first.discounts, first.allocation) == (again.discounts, again.allocation)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.infra.clock import ManualClock
-from tests.helpers import DAY_MS, T0_MS, auth
+from tests.helpers import T0_MS, auth
 from tests.redemption.conftest import CART, use_body
 
 NOW = T0_MS + 3_600_000
@@ -159,7 +159,7 @@ async def test_a_lock_runs_out_once_and_a_late_confirm_is_refused(
 
 async def test_a_lock_never_outlives_its_coupon(client, now, make_campaign, give):
     coupon = await give(await make_campaign(), expires_ms=NOW + 60_000)
-    status, data = await post(client, "/api/coupon/use", use_body("o-1", [coupon]))
+    _, data = await post(client, "/api/coupon/use", use_body("o-1", [coupon]))
     assert data["lockedUntilMs"] == NOW + 60_000
 
 
