@@ -49,7 +49,9 @@ from gateway.infra.openapi import Operation
 from gateway.infra.persistence import PersistenceGuard
 from gateway.infra.settings import SECRETS, ConfigError, Settings
 from gateway.reasons import Reason
+from gateway.redemption import admin_api as redemption_admin
 from gateway.redemption import api as redemption_api
+from gateway.redemption.sweep import run_sweeper
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -91,6 +93,7 @@ OPERATIONS: list[Operation] = [
     *campaigns_admin.OPERATIONS,
     *h5_partners.OPERATIONS,
     *redemption_api.OPERATIONS,
+    *redemption_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -148,6 +151,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin[ADMIN_TOKEN] = settings.admin_token
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
+    admin.add_routes(redemption_admin.routes())
     return admin
 
 
@@ -183,6 +187,11 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             if settings.relay_in_gateway
             else None
         )
+        sweeper = (  # lock and coupon expiries recorded (gateway/redemption/sweep.py)
+            asyncio.create_task(run_sweeper(pool, clock, settings.sweep_every_s, stop))
+            if settings.sweep_every_s
+            else None
+        )
         app[READY]["ready"] = True
         try:
             yield
@@ -192,6 +201,8 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
                 await relay  # finishes its batch: what Kafka acknowledged is acked
             await events
             await watch
+            if sweeper is not None:
+                await sweeper
             await pool.close()
             await claim_redis.aclose()
             await redis.aclose()

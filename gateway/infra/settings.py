@@ -115,10 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ] = ""
 
     # Using a coupon (gateway/redemption/): how long a lock holds coupons for an unpaid
-    # order; how often the sweeper records lock and coupon expiries (0: no sweeper in the
-    # consumer process; run `flashclaim redemption sweep`).
+    # order; how often each gateway worker's sweeper records lock and coupon expiries (0:
+    # none in the workers; run `flashclaim redemption sweep --every S` instead).
     coupon_lock_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
     sweep_every_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    reminders_topic: str = "coupon.reminders"  # `flashclaim expiring --publish`
 
     # Operations.
     metrics_dir: str = ""

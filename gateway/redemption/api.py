@@ -135,7 +135,12 @@ class OrderAnswer(msgspec.Struct, rename="camel"):
 
 _Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
 _Status = Literal["unused", "locked", "used", "expired", "refunded", "voided"]
-_Cursor = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,15}~[0-9a-f-]{36}(?!\n)$")]
+_Cursor = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9]{1,13}~[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?!\n)$"
+    ),
+]  # claimedAtMs~couponId of the last coupon seen
 _use_decoder = msgspec.json.Decoder(UseRequest)
 _cart_decoder = msgspec.json.Decoder(Cart)
 _refund_decoder = msgspec.json.Decoder(RefundRequest)
@@ -195,6 +200,8 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
         except orders.Refused as exc:
             metrics.USES.labels(operation, exc.reason.value).inc()
             return refusal(exc.reason, exc.message)
+        except asyncpg.DataError as exc:  # a value our checks let through: still the caller's
+            return refusal(Reason.INVALID_REQUEST, f"a value was refused: {exc}", status=400)
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
             return refusal(Reason.UNAVAILABLE, f"the coupon store is unavailable: {exc}",
                            retry_after_s=1.0)  # fmt: skip
