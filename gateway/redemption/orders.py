@@ -28,8 +28,9 @@ import asyncpg
 import msgspec
 
 from gateway.campaigns.usage import RefundPolicy
+from gateway.infra import metrics
 from gateway.reasons import Reason
-from gateway.redemption import metrics, wallet
+from gateway.redemption import wallet
 from gateway.redemption.cart import RefundRequest, UseRequest
 from gateway.redemption.pricing import judge, price, stacking_problem
 from gateway.redemption.wallet import EFFECTIVE, Conn, at, ms

@@ -223,3 +223,13 @@ async def test_unknown_orders_and_tokens(client, now, orders_pool):
     assert (status, data["reason"]) == (404, "ORDER_NOT_FOUND")
     response = await client.get("/api/coupons")
     assert response.status == 401
+
+
+async def test_a_cart_of_two_hundred_lines_is_quoted(client, now):
+    items = [{"sku": f"sku-{i:060d}", "category": "c" * 64, "brand": "b" * 64,
+              "priceCents": 100, "quantity": 1} for i in range(200)]  # fmt: skip
+    cart = {"amountCents": 20_000, "items": items, "channel": "h5"}
+    status, data = await post(client, "/api/checkout/quote", cart)
+    assert (status, data["best"]["payCents"]) == (200, 20_000)
+    response = await client.post("/api/checkout/quote", json=cart)  # no token: the small limit
+    assert response.status in (401, 413)
