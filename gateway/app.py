@@ -172,7 +172,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
-        app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, clock, settings)
+        app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, redis, clock, settings)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )

@@ -26,6 +26,7 @@
     KEYS[9]  users_daily  hash   user -> claimed today
     KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
     KEYS[10+i]            string replay record of claim i's requestId
+    KEYS[10+n+i]          hash   claim i's user's recent claims, couponId -> RecentClaim
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
@@ -58,7 +59,7 @@ local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local winners_max = tonumber(ARGV[6])
 if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
-    or #KEYS ~= FIXED_KEYS + n or #ARGV ~= FIRST - 1 + n * STRIDE then
+    or #KEYS ~= FIXED_KEYS + 2 * n or #ARGV ~= FIRST - 1 + n * STRIDE then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
 for i = 1, n do
@@ -177,6 +178,14 @@ local function accept(user, device, rid, coupon, channel, req_key)
   return expires
 end
 
+-- Redemption: the user's recent claims (KEYS[10+n+i]), read by the wallet and the lock
+-- until the claim's row reaches PostgreSQL (gateway/redemption/recent.py).
+local function remember(key, coupon, device, rid, channel, expires)
+  redis.call('HSET', key, coupon, device .. '\t' .. rid .. '\t' .. channel .. '\t' .. value
+    .. '\t' .. now .. '\t' .. expires)
+  redis.call('EXPIRE', key, replay_ttl)
+end
+
 local results = {}
 for i = 1, n do
   local at = FIRST + (i - 1) * STRIDE
@@ -195,6 +204,7 @@ for i = 1, n do
       ARGV[at + 7])
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
     else
       results[i] = { code, '', 0, 0 }
     end

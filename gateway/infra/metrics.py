@@ -186,6 +186,11 @@ DISCOUNT_CENTS = Counter(
     "flashclaim_discount_cents_total",
     "Discount money of confirmed orders, in cents (refunds not subtracted).",
 )
+WRITE_THROUGHS = Counter(
+    "flashclaim_coupon_write_throughs_total",
+    "Claimed coupons a lock stored itself before the consumer did (the consumer's insert"
+    " then counts a duplicate): each coupon is stored once.",
+)
 LOCK_EXPIRIES = Counter(
     "flashclaim_lock_expiries_total",
     "Orders whose coupon lock ran out before a confirm or cancel (released by time).",

@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import msgspec
 from aiohttp import web
+from redis.asyncio import Redis
 
 from gateway.campaigns.rule_text import RuleText, rule_text
 from gateway.campaigns.spec import Kind
 from gateway.campaigns.usage import UsageRules
+from gateway.claim.events import ClaimEvent
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant, TokenError
 from gateway.infra.clock import Clock
@@ -36,16 +38,22 @@ from gateway.redemption.cart import (
     use_problem,
 )
 from gateway.redemption.quote import quote
+from gateway.redemption.recent import recent_claims
 from gateway.redemption.wallet import list_coupons, usable_coupons
 
 
 class Redemption:
     """What the routes share: the database, the clock, the settings."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, clock: Clock, settings: Settings) -> None:
         self.pool = pool
+        self.redis = redis  # the users' recent claims (gateway/redemption/recent.py)
         self.clock = clock
         self.settings = settings
+
+    async def recent(self, user_id: str) -> list[ClaimEvent]:
+        """The user's claims not necessarily stored yet."""
+        return await recent_claims(self.redis, user_id, self.settings.redis_timeout_ms / 1000)
 
 
 REDEMPTION = web.AppKey("redemption", Redemption)
@@ -268,8 +276,15 @@ async def _wallet_page(request: web.Request, who: Claimant, r: Redemption) -> we
     if before_text:
         at_ms, coupon = before_text.split("~")
         before = (int(at_ms), coupon)
+    unstored = await r.recent(who.user_id)
     rows = await list_coupons(
-        r.pool, who.user_id, r.clock.now_ms(), status=status, limit=limit, before=before
+        r.pool,
+        who.user_id,
+        r.clock.now_ms(),
+        status=status,
+        limit=limit,
+        before=before,
+        unstored=unstored,
     )
     coupons = [
         WalletCoupon(
@@ -304,7 +319,7 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
         raise _Invalid(problem)
     started = time.perf_counter()
     now_ms = r.clock.now_ms()
-    held = await usable_coupons(r.pool, who.user_id, now_ms)
+    held = await usable_coupons(r.pool, who.user_id, now_ms, await r.recent(who.user_id))
     result = quote(held, cart, now_ms, new_user=who.new_user)
     best = result.best
     answer = QuoteAnswer(
@@ -338,6 +353,7 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
     body: UseRequest = await _body(request, _use_decoder)
     if (problem := use_problem(body)) is not None:
         raise _Invalid(problem)
+    unstored = await r.recent(who.user_id)
     async with r.pool.acquire() as conn:
         state = await orders.lock(
             conn,
@@ -346,6 +362,7 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
             now_ms=r.clock.now_ms(),
             ttl_ms=r.settings.coupon_lock_ttl_s * 1000,
             new_user=who.new_user,
+            unstored=unstored,
         )
     return _order_answer("lock", state)
 

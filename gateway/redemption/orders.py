@@ -21,13 +21,16 @@ another order locking it (the old order then has one coupon fewer to release).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import msgspec
 
 from gateway.campaigns.usage import RefundPolicy
+from gateway.claim.events import ClaimEvent
+from gateway.handoff.persist import insert_claims
 from gateway.infra import metrics
 from gateway.reasons import Reason
 from gateway.redemption import wallet
@@ -196,8 +199,12 @@ async def lock(
     now_ms: int,
     ttl_ms: int,
     new_user: bool,
+    unstored: Sequence[ClaimEvent] = (),
 ) -> OrderState:
-    """Lock every coupon of the request to its order, or none; raise ``Refused``."""
+    """Lock every coupon of the request to its order, or none; raise ``Refused``.
+
+    ``unstored``: the user's recent claims; those the request names are written through
+    to PostgreSQL first (the consumer's own insert, so the coupon is stored once)."""
     print_ = fingerprint(request)
     actor = f"user:{user}"
     async with conn.transaction():
@@ -217,6 +224,11 @@ async def lock(
         )
         if inserted is None:
             return await _replay(conn, user, request.order_id, print_, now_ms)
+        named = set(request.coupons)
+        through = [e for e in unstored if e.coupon_id in named and e.user_id == user]
+        if through:
+            stored = await insert_claims(cast(asyncpg.pool.PoolConnectionProxy, conn), through)
+            metrics.WRITE_THROUGHS.inc(stored)
         return await _lock_new(conn, user, request, now_ms, ttl_ms, new_user, actor)
 
 

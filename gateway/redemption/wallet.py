@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from gateway.campaigns.spec import Campaign
+from gateway.claim.events import ClaimEvent
 from gateway.redemption.pricing import Held
 
 #: The status a row has at ``$NOW`` (a timestamptz parameter).
@@ -80,6 +81,29 @@ def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
     )
 
 
+async def _pending(
+    pool: asyncpg.Pool, unstored: list[ClaimEvent], now_ms: int
+) -> list[tuple[ClaimEvent, str]]:
+    """Claimed coupons whose rows are not stored yet, with their status now."""
+    if not unstored:
+        return []
+    stored = await pool.fetch(
+        "SELECT coupon_id::text FROM coupons WHERE coupon_id = ANY($1::uuid[])",
+        [e.coupon_id for e in unstored],
+    )
+    have = {r["coupon_id"] for r in stored}
+    return [
+        (e, "expired" if e.expires_at_ms <= now_ms else "unused")
+        for e in unstored
+        if e.coupon_id not in have
+    ]
+
+
+def _pending_row(event: ClaimEvent, status: str, campaign: Campaign) -> Row:
+    held = Held(event.coupon_id, campaign, status, event.claimed_at_ms, event.expires_at_ms)
+    return Row(held, 0, 0, event.user_id)
+
+
 async def list_coupons(
     pool: asyncpg.Pool,
     user_id: str,
@@ -88,8 +112,10 @@ async def list_coupons(
     status: str | None = None,
     limit: int = 20,
     before: tuple[int, str] | None = None,
+    unstored: list[ClaimEvent] | None = None,
 ) -> list[Row]:
-    """The user's coupons, newest first; ``before`` is the last (claimedAtMs, id) seen."""
+    """The user's coupons, newest first; ``before`` is the last (claimedAtMs, id) seen.
+    ``unstored``: the user's recent claims, listed as well while their rows are not stored."""
     effective = EFFECTIVE.format(now="$2")
     clauses = ["c.user_id = $1"]
     args: list[Any] = [user_id, at(now_ms), limit]
@@ -104,12 +130,26 @@ async def list_coupons(
         " ORDER BY c.claimed_at DESC, c.coupon_id DESC LIMIT $3",
         *args,
     )
-    known = await campaigns(pool, {r["campaign_id"] for r in records})
-    return [to_row(r, known[r["campaign_id"]]) for r in records if r["campaign_id"] in known]
+    pending = [
+        (e, s)
+        for e, s in await _pending(pool, unstored or [], now_ms)
+        if (status is None or s == status)
+        and (before is None or (e.claimed_at_ms, e.coupon_id) < before)
+    ]
+    known = await campaigns(
+        pool, {r["campaign_id"] for r in records} | {e.campaign_id for e, _ in pending}
+    )
+    rows = [to_row(r, known[r["campaign_id"]]) for r in records if r["campaign_id"] in known]
+    rows += [_pending_row(e, s, known[e.campaign_id]) for e, s in pending if e.campaign_id in known]
+    rows.sort(key=lambda row: (row.held.claimed_at_ms, row.held.coupon_id), reverse=True)
+    return rows[:limit]
 
 
-async def usable_coupons(pool: asyncpg.Pool, user_id: str, now_ms: int) -> list[Held]:
-    """Every coupon the user could put on an order now (the quote's candidates)."""
+async def usable_coupons(
+    pool: asyncpg.Pool, user_id: str, now_ms: int, unstored: list[ClaimEvent] | None = None
+) -> list[Held]:
+    """Every coupon the user could put on an order now (the quote's candidates), those
+    claimed but not stored yet included."""
     effective = EFFECTIVE.format(now="$2")
     records = await pool.fetch(
         f"SELECT c.*, {effective} AS effective FROM coupons c"
@@ -118,5 +158,12 @@ async def usable_coupons(pool: asyncpg.Pool, user_id: str, now_ms: int) -> list[
         user_id,
         at(now_ms),
     )
-    known = await campaigns(pool, {r["campaign_id"] for r in records})
-    return [to_row(r, known[r["campaign_id"]]).held for r in records if r["campaign_id"] in known]
+    pending = [(e, s) for e, s in await _pending(pool, unstored or [], now_ms) if s == "unused"]
+    known = await campaigns(
+        pool, {r["campaign_id"] for r in records} | {e.campaign_id for e, _ in pending}
+    )
+    held = [to_row(r, known[r["campaign_id"]]).held for r in records if r["campaign_id"] in known]
+    held += [
+        _pending_row(e, s, known[e.campaign_id]).held for e, s in pending if e.campaign_id in known
+    ]
+    return held
