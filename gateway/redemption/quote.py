@@ -37,7 +37,7 @@ def quote(coupons: list[Held], cart: Cart, now_ms: int, *, new_user: bool) -> Qu
     """Judge every coupon on ``cart`` and find the combination that takes off the most."""
     verdicts = [judge(c, cart, now_ms, new_user=new_user) for c in coupons]
     alone = [(v, price([v], cart).discount_cents if v.refusal is None else 0) for v in verdicts]
-    usable = [(v, d) for v, d in alone if v.refusal is None and d > 0]
+    usable = _undominated([(v, d) for v, d in alone if v.refusal is None and d > 0])
     best = Priced([])
     for combination in _combinations(usable):
         if stacking_problem([v.coupon for v in combination]) is not None:
@@ -46,6 +46,22 @@ def quote(coupons: list[Held], cart: Cart, now_ms: int, *, new_user: bool) -> Qu
         if _key(priced) < _key(best):
             best = priced
     return Quote(alone, best)
+
+
+def _undominated(usable: list[tuple[Verdict, int]]) -> list[tuple[Verdict, int]]:
+    """Of coupons of one campaign (the same rules, so the same discount in any
+    combination), only the ``perTier`` expiring first can be in the best one: any other
+    would tie with them and lose on expiry. Exact, and it keeps a wallet of many copies
+    of a coupon cheap to quote."""
+    kept: list[tuple[Verdict, int]] = []
+    per_campaign: dict[str, int] = {}
+    for entry in sorted(usable, key=_rank):
+        campaign = entry[0].coupon.campaign
+        seen = per_campaign.get(campaign.id, 0)
+        if seen < campaign.usage.per_tier:
+            per_campaign[campaign.id] = seen + 1
+            kept.append(entry)
+    return kept
 
 
 def _key(priced: Priced) -> tuple[int, tuple[int, ...], int, tuple[str, ...]]:

@@ -7,6 +7,7 @@ whether or not the sweeper has recorded the transition yet. Correctness needs no
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,12 +57,17 @@ async def campaigns(conn: Conn | asyncpg.Pool, ids: set[str]) -> dict[str, Campa
     rows = await conn.fetch(
         "SELECT id, spec, status, version FROM campaigns WHERE id = ANY($1::text[])", list(ids)
     )
-    found: dict[str, Campaign] = {}
-    for row in rows:
-        data: dict[str, Any] = msgspec.json.decode(row["spec"])
-        data.update(status=row["status"], version=row["version"])
-        found[row["id"]] = msgspec.convert(data, Campaign)
-    return found
+    return {
+        row["id"]: _decoded(row["id"], row["version"], row["status"], row["spec"]) for row in rows
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(campaign_id: str, version: int, status: str, spec: str) -> Campaign:
+    """A stored campaign, decoded once per version (every change bumps it)."""
+    data: dict[str, Any] = msgspec.json.decode(spec)
+    data.update(status=status, version=version)
+    return msgspec.convert(data, Campaign)
 
 
 def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
