@@ -122,6 +122,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     coupon_lock_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
     sweep_every_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
     reminders_topic: str = "coupon.reminders"  # `flashclaim expiring --publish`
+    lock_user_per_min: _NonNegative = 60  # locks per user per minute, per worker (0: off)
+    lock_ip_per_min: _NonNegative = 600  # locks per client IP per minute, per worker
+    failed_lock_user_per_hour: _NonNegative = 30  # refused locks per user per hour
 
     # Operations.
     metrics_dir: str = ""

@@ -29,6 +29,7 @@ from gateway.infra.openapi import Answer, Operation
 from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 from gateway.redemption import orders
+from gateway.redemption.abuse import UseCaps, client_ip
 from gateway.redemption.cart import (
     Cart,
     OrderId,
@@ -50,6 +51,7 @@ class Redemption:
         self.redis = redis  # the users' recent claims (gateway/redemption/recent.py)
         self.clock = clock
         self.settings = settings
+        self.caps = UseCaps(settings)
 
     async def recent(self, user_id: str) -> list[ClaimEvent]:
         """The user's claims not necessarily stored yet."""
@@ -350,8 +352,14 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
 
 async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Response:
     """Lock the coupons to the order, all or none."""
+    now_s = r.clock.now_ms() / 1000
+    wait = r.caps.wait_s(who.user_id, client_ip(request, r.settings), now_s)
+    if wait > 0:
+        metrics.COUPON_USES.labels("lock", Reason.RATE_LIMITED.value).inc()
+        return refusal(Reason.RATE_LIMITED, retry_after_s=wait)
     body: UseRequest = await _body(request, _use_decoder)
     if (problem := use_problem(body)) is not None:
+        r.caps.failed_lock(who.user_id, now_s)
         raise _Invalid(problem)
     unstored = await r.recent(who.user_id)
     async with r.pool.acquire() as conn:
@@ -365,6 +373,18 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
             unstored=unstored,
         )
     return _order_answer("lock", state)
+
+
+async def _counted_use(request: web.Request, who: Claimant, r: Redemption) -> web.Response:
+    """A lock; a refused one counts against the user's failed-lock cap."""
+    try:
+        response = await _use(request, who, r)
+    except orders.Refused:
+        r.caps.failed_lock(who.user_id, r.clock.now_ms() / 1000)
+        raise
+    if response.status in (404, 409):  # LOCK_EXPIRED on a replay, say
+        r.caps.failed_lock(who.user_id, r.clock.now_ms() / 1000)
+    return response
 
 
 def _path_order(request: web.Request) -> str:
@@ -402,7 +422,7 @@ async def _refund(request: web.Request, who: Claimant, r: Redemption) -> web.Res
 
 wallet_page = _guarded("wallet", _wallet_page)
 checkout_quote = _guarded("quote", _checkout_quote)
-use = _guarded("lock", _use)
+use = _guarded("lock", _counted_use)
 confirm = _guarded("confirm", _confirm)
 cancel = _guarded("cancel", _cancel)
 refund = _guarded("refund", _refund)
@@ -419,6 +439,7 @@ _COUPON_REFUSALS: list[Answer] = [
     Reason.NOT_STACKABLE,
     Reason.ORDER_MISMATCH,
     Reason.LOCK_EXPIRED,
+    Reason.RATE_LIMITED,
     Reason.UNAVAILABLE,
 ]
 _ORDER = {"order_id": OrderId}

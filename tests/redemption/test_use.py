@@ -233,3 +233,19 @@ async def test_a_cart_of_two_hundred_lines_is_quoted(client, now):
     assert (status, data["best"]["payCents"]) == (200, 20_000)
     response = await client.post("/api/checkout/quote", json=cart)  # no token: the small limit
     assert response.status in (401, 413)
+
+
+async def test_locks_and_failed_locks_are_capped_per_user(make_client, now, make_campaign, give):
+    client = await make_client(failed_lock_user_per_hour=3, lock_user_per_min=100)
+    missing = "00000000-0000-0000-0000-000000000000"
+    for i in range(3):
+        status, data = await post(client, "/api/coupon/use", use_body(f"o-{i}", [missing]))
+        assert data["reason"] == "COUPON_NOT_FOUND"
+    status, data = await post(client, "/api/coupon/use", use_body("o-9", [missing]))
+    assert (status, data["reason"]) == (429, "RATE_LIMITED")
+    assert data["retryAfterMs"] > 0
+    other = await post(client, "/api/coupon/use", use_body("o-9", [missing]), user="u2")
+    assert other[1]["reason"] == "COUPON_NOT_FOUND"  # someone else is not held back
+    now.advance(3_600_000)
+    coupon = await give(await make_campaign())
+    assert (await post(client, "/api/coupon/use", use_body("o-10", [coupon])))[0] == 200
