@@ -210,7 +210,10 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
         # checked out (as the admin API does), so strangers still meet the small one.
         request = request.clone(client_max_size=CHECKOUT_MAX_BODY_BYTES)
         try:
-            response = await handler(request, who, request.app[REDEMPTION])
+            try:
+                response = await handler(request, who, request.app[REDEMPTION])
+            except asyncpg.DeadlockDetectedError:  # a safety net: rows are locked in order
+                response = await handler(request, who, request.app[REDEMPTION])
         except _Invalid as exc:
             metrics.COUPON_USES.labels(operation, Reason.INVALID_REQUEST.value).inc()
             return refusal(Reason.INVALID_REQUEST, str(exc), status=exc.status)
@@ -219,7 +222,13 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
             return refusal(exc.reason, exc.message)
         except asyncpg.DataError as exc:  # a value our checks let through: still the caller's
             return refusal(Reason.INVALID_REQUEST, f"a value was refused: {exc}", status=400)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        except (
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.OperatorInterventionError,  # the server shutting down, say
+            asyncpg.DeadlockDetectedError,
+            OSError,
+        ) as exc:
             return refusal(Reason.UNAVAILABLE, f"the coupon store is unavailable: {exc}",
                            retry_after_s=1.0)  # fmt: skip
         return response

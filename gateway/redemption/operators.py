@@ -36,6 +36,11 @@ async def void_coupons(
         raise ValueError("name a coupon or a campaign")
     where = "c.coupon_id = $1::uuid" if coupon_id else "c.campaign_id = $1"
     async with pool.acquire() as conn, conn.transaction():
+        # Row locks in coupon-id order first, as every transition takes them.
+        await conn.execute(
+            f"SELECT 1 FROM coupons c WHERE {where} ORDER BY c.coupon_id FOR UPDATE",
+            coupon_id or campaign_id,
+        )
         voided = await conn.fetch(
             _VOID.format(where=where), coupon_id or campaign_id, at(now_ms), reason
         )

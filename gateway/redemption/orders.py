@@ -152,6 +152,7 @@ async def release(
     """Settle a locked order as ``cancelled`` or ``expired``: its coupons it still holds go
     back to unused (or to expired, past their validity). The caller holds the order row."""
     transition = "cancel" if status == "cancelled" else "lock_expire"
+    await lock_rows(conn, row["coupon_ids"])
     released = await conn.fetch(
         """
         UPDATE coupons SET status = CASE WHEN expires_at > $3 THEN 'unused' ELSE 'expired' END,
@@ -185,6 +186,15 @@ async def release(
     if status == "expired":
         metrics.LOCK_EXPIRIES.inc()
     return settled
+
+
+async def lock_rows(conn: Conn, coupon_ids: Sequence[Any]) -> None:
+    """Take the coupons' row locks in coupon-id order, as every transition does, so two
+    transitions over overlapping coupons wait for each other instead of deadlocking."""
+    await conn.execute(
+        "SELECT 1 FROM coupons WHERE coupon_id = ANY($1::uuid[]) ORDER BY coupon_id FOR UPDATE",
+        list(coupon_ids),
+    )
 
 
 def _due(row: asyncpg.Record, now_ms: int) -> bool:
@@ -349,6 +359,7 @@ async def confirm(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
             return _state(row, refusal=Reason.LOCK_EXPIRED)
         if row["status"] != "locked":
             raise Refused(Reason.ORDER_STATE, f"the order is {row['status']}")
+        await lock_rows(conn, row["coupon_ids"])
         used = await conn.fetch(
             "UPDATE coupons SET status = 'used', used_at = $3, lock_expires_at = NULL"
             " WHERE user_id = $1 AND order_id = $2 AND status = 'locked'"

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.redemption import orders
 from gateway.redemption.cart import RefundRequest, UseRequest
+from gateway.redemption.operators import void_coupons
 from gateway.redemption.sweep import sweep
 from tests.helpers import T0_MS
 from tests.redemption.conftest import use_body
@@ -145,3 +146,33 @@ async def test_two_refunds_at_once_refund_once(many, make_campaign, give):
     assert "refunded" in outcomes
     events = await many.fetch("SELECT transition FROM coupon_events WHERE transition = 'refund'")
     assert len(events) == 1
+
+
+async def test_confirms_voids_and_locks_over_the_same_coupons_never_deadlock(
+    many, make_campaign, give
+):
+    tiers = ["shop", "category", "platform"]
+    campaigns = [await make_campaign(usage={"tier": t}, faceValueCents=1_000,
+                                     thresholdCents=2_000) for t in tiers]  # fmt: skip
+    late = NOW + TTL  # the first lock ran out: others may take the coupons, in any order
+    for round_ in range(8):
+        coupons = [await give(c) for c in campaigns]
+        order = f"a-{round_}"
+        async with many.acquire() as conn:
+            await orders.lock(conn, "u1", request(order, coupons), now_ms=NOW, ttl_ms=TTL,
+                              new_user=False)  # fmt: skip
+        jobs = [attempt(many, lambda conn, o=order: orders.confirm(conn, "u1", o, late))]
+        jobs += [
+            attempt(many, lambda conn, i=i, r=round_, c=coupons: orders.lock(
+                conn, "u1", request(f"b-{r}-{i}", list(reversed(c[i % 2:]))),
+                now_ms=late, ttl_ms=TTL, new_user=False))
+            for i in range(6)
+        ]  # fmt: skip
+        outcomes = await asyncio.gather(
+            *jobs, void_coupons(many, late, "race", campaign_id=campaigns[1].id)
+        )
+        assert outcomes[0] == "LOCK_EXPIRED"
+        held = await many.fetch(
+            "SELECT order_id, count(*) FROM coupons WHERE coupon_id = ANY($1::uuid[])"
+            " AND status = 'locked' GROUP BY order_id", coupons)  # fmt: skip
+        assert len(held) <= 1  # one order at most holds any of them
