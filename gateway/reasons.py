@@ -56,6 +56,10 @@ class Reason(enum.StrEnum):
     LOCK_EXPIRED = "LOCK_EXPIRED"
     REFUND_TOO_LARGE = "REFUND_TOO_LARGE"
     REFUND_MISMATCH = "REFUND_MISMATCH"
+    # Claim rules (gateway/rules/, codes 55-59)
+    CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
+    DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
+    USER_MONEY_LIMIT = "USER_MONEY_LIMIT"
     INTERNAL = "INTERNAL"
 
     @property
@@ -161,6 +165,25 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         HTTPStatus.CONFLICT,
         "This refundId was already used with another amount.",
     ),
+    # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
+    (
+        Reason.CHANNEL_SOLD_OUT,
+        55,
+        HTTPStatus.CONFLICT,
+        "This channel's share of the coupons is gone.",
+    ),
+    (
+        Reason.DAILY_BUDGET_EXHAUSTED,
+        56,
+        HTTPStatus.CONFLICT,
+        "Today's budget is spent; try tomorrow.",
+    ),
+    (
+        Reason.USER_MONEY_LIMIT,
+        57,
+        HTTPStatus.CONFLICT,
+        "You reached the most coupon value allowed.",
+    ),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
 ]
 
@@ -191,8 +214,17 @@ def refusal_body(
 #: Refusals after which a campaign is answered from memory for a while: nothing but a
 #: top-up or a new day changes them.
 EXHAUSTED = frozenset(
-    {Reason.SOLD_OUT, Reason.DAILY_SOLD_OUT, Reason.BUDGET_EXHAUSTED, Reason.ENDED}
+    {
+        Reason.SOLD_OUT,
+        Reason.DAILY_SOLD_OUT,
+        Reason.BUDGET_EXHAUSTED,
+        Reason.ENDED,
+        Reason.DAILY_BUDGET_EXHAUSTED,  # every coupon of a campaign costs the same
+    }
 )
+
+#: Exhausted until the campaign's midnight, not longer: a new day brings them back.
+EXHAUSTED_TODAY = frozenset({Reason.DAILY_SOLD_OUT, Reason.DAILY_BUDGET_EXHAUSTED})
 
 #: Refusals that are the gateway doing its job (a load test counts them as successes):
 #: the campaign's rules, limits and protections, not a fault and not a bad request.
@@ -208,6 +240,8 @@ BUSINESS_REFUSALS = EXHAUSTED | frozenset(
         Reason.BLOCKED,
         Reason.RATE_LIMITED,
         Reason.OVERLOADED,
+        Reason.CHANNEL_SOLD_OUT,  # one channel's quota: others may still claim
+        Reason.USER_MONEY_LIMIT,
     }
 )
 

@@ -1,5 +1,8 @@
 """A coupon's rules as people read them, in Chinese and English, generated from its settings.
 
+The campaign's page says how to claim it too (windows, cities, the money cap: the parts
+of ``gateway/rules/text.py``); a claimed coupon in the wallet, only how to use it.
+
 The documents ask that every option chosen produce its explanation (系统都需要根据所选项生成
 相应的文案释义): "满¥200减¥30，仅限数码，不与其他券同享，11月18日24:00前有效。". One
 generator serves the H5 claim page (a campaign: "valid for 7 days after claiming") and
@@ -15,6 +18,7 @@ import msgspec
 
 from gateway.campaigns.spec import Campaign, DaysAfterClaim, EndOfClaimDay, FixedWindow, Kind
 from gateway.campaigns.usage import RefundPolicy, Stacking, Tier, UsageRules
+from gateway.rules.text import claim_rule_parts
 
 _CHANNELS_ZH = {"app": "App", "wechat": "微信", "mini_program": "小程序", "h5": "H5"}
 _CHANNELS_EN = {"app": "the app", "wechat": "WeChat", "mini_program": "the mini program",
@@ -31,7 +35,10 @@ class RuleText(msgspec.Struct, frozen=True):
 
 def rule_text(campaign: Campaign, expires_at_ms: int | None = None) -> RuleText:
     """The campaign's rules; with ``expires_at_ms``, those of one coupon expiring then."""
-    parts = [_value(campaign), *_usage(campaign.usage)]
+    parts = [_value(campaign)]
+    if expires_at_ms is None:  # the campaign's page: how to claim it, too
+        parts += claim_rule_parts(campaign)
+    parts += _usage(campaign.usage)
     parts.append(_validity(campaign) if expires_at_ms is None else _until(campaign, expires_at_ms))
     zh = "，".join(zh for zh, _ in parts)
     en = "; ".join(en for _, en in parts)

@@ -78,7 +78,11 @@ class Batch:
     winners_max: int = 0  # keep accepted requestIds in a list while stock <= this
 
     def call(self) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of the script call deciding this batch."""
+        """KEYS and ARGV of the script call deciding this batch.
+
+        The fixed KEYS are ``CampaignKeys.claim_keys`` in the header's order, the claim
+        rules' two last (KEYS[10] ``user_money``, KEYS[11] ``daily_money``: gateway/rules/);
+        the claims' replay records follow them."""
         names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,
@@ -91,7 +95,7 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
-        # Redemption: each claim's user's recent claims (KEYS[10+n+i], after the replay keys).
+        # Redemption: each claim's user's recent claims (KEYS[12+n+i], after the replay keys).
         names += [self.keys.recent(claim.user_id) for claim in self.claims]
         return names, args
 
@@ -173,7 +177,7 @@ class ClaimScript:
 
 @dataclass(frozen=True, slots=True)
 class RecentClaim:
-    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[10+n+i]): what
+    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+i]): what
     the wallet and a lock need of a coupon whose row has not reached PostgreSQL yet."""
 
     coupon_id: str
