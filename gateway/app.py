@@ -58,6 +58,9 @@ from gateway.infra.openapi import Operation
 from gateway.infra.persistence import PersistenceGuard
 from gateway.infra.settings import SECRETS, ConfigError, Settings
 from gateway.reasons import Reason
+from gateway.redemption import admin_api as redemption_admin
+from gateway.redemption import api as redemption_api
+from gateway.redemption.sweep import run_sweeper
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -100,6 +103,8 @@ OPERATIONS: list[Operation] = [
     *h5_partners.OPERATIONS,
     *channels_api.OPERATIONS,
     *channels_admin.OPERATIONS,
+    *redemption_api.OPERATIONS,
+    *redemption_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -136,6 +141,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
     app.add_routes(channels_api.routes())
+    app.add_routes(redemption_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -158,6 +164,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
     admin.add_routes(channels_admin.routes())
+    admin.add_routes(redemption_admin.routes())
     return admin
 
 
@@ -178,6 +185,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
+        app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, redis, clock, settings)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )
@@ -193,6 +201,11 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             if settings.relay_in_gateway
             else None
         )
+        sweeper = (  # lock and coupon expiries recorded (gateway/redemption/sweep.py)
+            asyncio.create_task(run_sweeper(pool, clock, settings.sweep_every_s, stop))
+            if settings.sweep_every_s
+            else None
+        )
         app[READY]["ready"] = True
         try:
             yield
@@ -202,6 +215,8 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
                 await relay  # finishes its batch: what Kafka acknowledged is acked
             await events
             await watch
+            if sweeper is not None:
+                await sweeper
             await pool.close()
             await claims.aclose()
             await claim_redis.aclose()

@@ -223,6 +223,32 @@ def _bind_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", action="store_true", help="only print the job's progress")
 
 
+def _sweep(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.redemption import commands
+
+    return _sync(commands.sweep_command)(settings, args.every or 0.0)
+
+
+def _void(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.redemption import commands
+
+    if (args.coupon is None) == (args.campaign is None):
+        print("flashclaim void: name one --coupon or one --campaign", file=sys.stderr)
+        return 2
+    return _sync(commands.void_command)(settings, args.coupon, args.campaign, args.reason)
+
+
+def _expiring(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.redemption import commands
+
+    try:
+        commands.duration_ms(args.within)
+    except ValueError as exc:
+        print(f"flashclaim expiring: {exc}", file=sys.stderr)
+        return 2
+    return _sync(commands.expiring_command)(settings, args.within, args.publish)
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``flashclaim`` command: what it does, what it needs, which variables it reads."""
@@ -290,6 +316,21 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _sweep_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--every", type=float, metavar="SECONDS", help="sweep until SIGTERM")
+
+
+def _void_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--coupon", help="the coupon id to void")
+    parser.add_argument("--campaign", help="void every unused coupon of this campaign")
+    parser.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+
+
+def _expiring_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--within", default="24h", help="how soon: 30m, 24h, 2d")
+    parser.add_argument("--publish", action="store_true", help="send reminders to Kafka")
+
+
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
                 "ADMIN_TOKEN", "KAFKA_BOOTSTRAP", "CORS_ORIGINS", "ALLOW_VOLATILE_REDIS",
                 "LOG_FORMAT")  # fmt: skip
@@ -340,6 +381,17 @@ COMMANDS = [
     Command("events", _events, "grant coupons for events from the events topic until SIGTERM",
             "Each event id grants at most once per trigger rule.", (),
             ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL")),
+    Command("sweep", _sweep, "record coupon lock expiries and coupon expiries",
+            "Each gateway worker sweeps every FLASHCLAIM_SWEEP_EVERY_S; this runs one pass"
+            " (or --every S) where that is off. Readers never wait for it: a coupon past its"
+            " validity reads as expired at once.", (), ("DATABASE_URL",), _sweep_flags),
+    Command("void", _void, "void a coupon, or every unused coupon of a campaign",
+            "Only unused coupons are voided (a coupon locked to an order is left to it).",
+            (), ("DATABASE_URL",), _void_flags),
+    Command("expiring", _expiring, "list unused coupons about to expire (reminders)",
+            "One JSON line per coupon; --publish sends each to FLASHCLAIM_REMINDERS_TOPIC"
+            " (key: the user id) for the push service.", (),
+            ("DATABASE_URL", "KAFKA_BOOTSTRAP", "REMINDERS_TOPIC"), _expiring_flags),
     Command("campaign", _campaign, "operate campaigns (create, publish, pause, top up, ...)",
             "Prints what the admin API answers, as JSON.", (), ("REDIS_URL", "DATABASE_URL")),
 ]  # fmt: skip

@@ -127,6 +127,11 @@ class CampaignKeys:
         once redeemed (written by ``claim.lua`` in the claim's own step)."""
         return f"{self.base}:codes"
 
+    def recent(self, user_id: str) -> str:
+        """Hash: the user's recent claims in this campaign, couponId -> ``RecentClaim``
+        (``claim.lua`` writes it with the replay TTL; the wallet and the lock read it)."""
+        return f"{self.base}:recent:{user_id}"
+
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"

@@ -176,3 +176,33 @@ def child(metric: Any, *values: object) -> Any:
     reasons, route templates, statuses), so the cache stays small.
     """
     return metric.labels(*values)
+
+
+# Using a coupon (gateway/redemption/).
+COUPON_USES = Counter(
+    "flashclaim_coupon_uses_total",
+    "Wallet, quote, lock, confirm, cancel and refund requests answered, by operation and"
+    " outcome (LOCKED, CONFIRMED, ... or the refusal's reason).",
+    ["operation", "outcome"],
+)
+for _operation, _outcome in (("lock", "LOCKED"), ("confirm", "CONFIRMED"),
+                             ("cancel", "CANCELLED"), ("refund", "REFUNDED")):  # fmt: skip
+    COUPON_USES.labels(_operation, _outcome)  # exported at 0 from the start, for the panels
+DISCOUNT_CENTS = Counter(
+    "flashclaim_discount_cents_total",
+    "Discount money of confirmed orders, in cents (refunds not subtracted).",
+)
+WRITE_THROUGHS = Counter(
+    "flashclaim_coupon_write_throughs_total",
+    "Claimed coupons a lock stored itself before the consumer did (the consumer's insert"
+    " then counts a duplicate): each coupon is stored once.",
+)
+LOCK_EXPIRIES = Counter(
+    "flashclaim_lock_expiries_total",
+    "Orders whose coupon lock ran out before a confirm or cancel (released by time).",
+)
+QUOTE_SECONDS = Histogram(
+    "flashclaim_quote_duration_seconds",
+    "Time to answer a checkout quote (read the wallet, judge, find the best combination).",
+    buckets=LATENCY_BUCKETS,
+)

@@ -137,6 +137,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     events_group: str = "flashclaim-events"
     skydrop_max_grants: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
     trigger_cache_ms: _NonNegative = 5000
+    # Using a coupon (gateway/redemption/): how long a lock holds coupons for an unpaid
+    # order; how often each gateway worker's sweeper records lock and coupon expiries (0:
+    # none in the workers; run `flashclaim redemption sweep --every S` instead).
+    coupon_lock_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    sweep_every_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    reminders_topic: str = "coupon.reminders"  # `flashclaim expiring --publish`
+    lock_user_per_min: _NonNegative = 60  # locks per user per minute, per worker (0: off)
+    lock_ip_per_min: _NonNegative = 600  # locks per client IP per minute, per worker
+    failed_lock_user_per_hour: _NonNegative = 30  # refused locks per user per hour
 
     # Operations.
     metrics_dir: str = ""
