@@ -49,6 +49,7 @@ from gateway.infra.openapi import Operation
 from gateway.infra.persistence import PersistenceGuard
 from gateway.infra.settings import SECRETS, ConfigError, Settings
 from gateway.reasons import Reason
+from gateway.stats import api as stats_api
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -89,6 +90,7 @@ OPERATIONS: list[Operation] = [
     *h5_api.OPERATIONS,
     *campaigns_admin.OPERATIONS,
     *h5_partners.OPERATIONS,
+    *stats_api.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -121,9 +123,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         cache_size=settings.token_cache_size,
     )
     app.cleanup_ctx.append(_clients(settings, clock))
+    app.cleanup_ctx.append(stats_api.clients(settings, clock))
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
+    app.add_routes(stats_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -145,6 +149,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin[ADMIN_TOKEN] = settings.admin_token
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
+    admin.add_routes(stats_api.admin_routes())
     return admin
 
 

@@ -114,6 +114,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
 
+    # Statistics (gateway/stats/): views per exposure batch; how long a batchId is kept.
+    exposure_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    exposure_batch_ttl_s: _Positive = 86_400
+
     # Operations.
     metrics_dir: str = ""
     metrics_port: _Port = 0  # relay, consumer, reconcile --every: /metrics and /livez; 0: off
