@@ -25,7 +25,8 @@ def test_welch_matches_the_hand_computed_fixture():
     se = math.sqrt((5 / 3) / 4 + 8.2 / 5)
     assert se == pytest.approx(1.434108, abs=1e-6)
     result = welch("used_per_user", A, B)
-    assert (result.a, result.b, result.difference) == (2.5, 5.2, pytest.approx(2.7))
+    assert (result.a, result.b) == (2.5, 5.2)
+    assert result.difference == pytest.approx(2.7)
     assert result.relative == pytest.approx(2.7 / 2.5)
     assert result.statistic == pytest.approx(1.882703, abs=1e-6)
     assert result.ci_low == pytest.approx(-0.839879, abs=1e-6)
@@ -91,8 +92,10 @@ def test_a_significant_rate_difference_names_the_winner():
     result = two_proportions("use_rate", 150, 1000, 100, 1000)
     assert result.statistic == pytest.approx(-3.380617, abs=1e-6)
     assert result.p_value == pytest.approx(z_by_hand(150, 1000, 100, 1000)[1], rel=1e-9)
+    assert result.p_value is not None
     assert result.p_value < 0.05
     assert (result.significant, result.winner) == (True, "a")
+    assert result.ci_high is not None
     assert result.ci_high < 0
     direct = proportions_ztest([100, 150], [1000, 1000])
     assert (result.statistic, result.p_value) == pytest.approx(tuple(direct), rel=1e-12)
