@@ -168,6 +168,26 @@ def _campaign(settings: Settings, args: argparse.Namespace) -> int:
     return _sync(commands.lifecycle)(settings, action, args.id)
 
 
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format)
+
+
+def _rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.rollup)(settings)
+
+
+def _experiment(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    rest = [value for value in (args.target, getattr(args, "variant", None)) if value]
+    data = _read(args.target) if args.action == "create" else b""
+    return _sync(commands.experiment)(settings, args.action, rest, args.json, data)
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``flashclaim`` command: what it does, what it needs, which variables it reads."""
@@ -227,6 +247,13 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
 
 
+def _stats_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="campaign id")
+    parser.add_argument("--from", dest="since", help="first day, YYYY-MM-DD (campaign zone)")
+    parser.add_argument("--to", dest="until", help="last day, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
                 "ADMIN_TOKEN", "KAFKA_BOOTSTRAP", "CORS_ORIGINS", "ALLOW_VOLATILE_REDIS",
                 "LOG_FORMAT")  # fmt: skip
@@ -267,6 +294,16 @@ COMMANDS = [
             "Refuses what the gateway would refuse: a malformed user id, a level outside"
             " 0-100, malformed tags, a ttl under a second.", ("jwt_secret",),
             ("JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"), _token_flags),
+    Command("stats", _stats, "a campaign's funnel per channel and day: views, claims, use",
+            "Reads the rollups in PostgreSQL (run flashclaim rollup for today's exposures).",
+            (), ("DATABASE_URL",), _stats_flags),
+    Command("rollup", _rollup, "copy exposures from Redis into PostgreSQL",
+            "Safe to run at any time and as often as wanted: figures are written, not added.",
+            (), ("REDIS_URL", "DATABASE_URL")),
+    Command("experiment", _experiment, "A/B experiments: create, show, report, promote",
+            "report compares each variant with the first (Welch's t-test, two-proportion"
+            " z-test); promote sends every user to one variant.", (),
+            ("REDIS_URL", "DATABASE_URL")),
     Command("campaign", _campaign, "operate campaigns (create, publish, pause, top up, ...)",
             "Prints what the admin API answers, as JSON.", (), ("REDIS_URL", "DATABASE_URL")),
 ]  # fmt: skip

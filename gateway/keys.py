@@ -134,3 +134,12 @@ def exposure_viewers(campaign_id: str, day: str, channel: str = "") -> str:
 def exposure_batch(batch_id: str) -> str:
     """String: a front-end's batch already counted (a resent batch counts nothing)."""
     return f"{PREFIX}:x:batch:{{{batch_id}}}"
+
+
+#: Hash campaign id -> the experiment it is a variant of (read by the claim path).
+EXPERIMENT_OF = f"{PREFIX}:experiments"
+
+
+def experiment(experiment_id: str) -> str:
+    """String: the experiment as published, JSON (variants, weights, the promoted one)."""
+    return f"{PREFIX}:experiment:{experiment_id}"
