@@ -23,7 +23,7 @@ from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
 
 if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the others do not
-    from gateway.stats.experiments import ExperimentReport
+    from gateway.stats.ab_report import ExperimentReport
 
 #: The funnel's columns, in the order tables and CSV show them.
 COLUMNS = ("day", "channel", "views", "uniqueViewers", "claims", "claimRate", "valueCents",
@@ -136,7 +136,7 @@ async def experiment(
     settings: Settings, action: str, args: Sequence[str], as_json: bool, data: bytes = b""
 ) -> int:
     """``create`` (``data``: the JSON), ``show ID``, ``report ID``, ``promote ID VARIANT``."""
-    from gateway.stats.experiments import ExperimentStore, decode_experiment, report
+    from gateway.stats.experiments import ExperimentStore, decode_experiment
 
     async with open_clients(settings) as opened:
         store = ExperimentStore(opened.pool, opened.redis)
@@ -148,6 +148,8 @@ async def experiment(
             promoted = await store.promote(args[0], args[1], SystemClock().now_ms())
             print(_json(promoted))
         else:
+            from gateway.stats.ab_report import report
+
             result = await report(opened.pool, await store.get(args[0]))
             print(_json(result) if as_json else render_report(result))
     return 0
