@@ -251,7 +251,9 @@ def _stats_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", help="campaign id")
     parser.add_argument("--from", dest="since", help="first day, YYYY-MM-DD (campaign zone)")
     parser.add_argument("--to", dest="until", help="last day, YYYY-MM-DD (inclusive)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
+    )
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
