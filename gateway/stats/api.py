@@ -81,19 +81,22 @@ async def report_exposures(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """The funnel of one campaign per channel and day (``?campaign=ID[&from=&to=]``)."""
+    """The funnel of one campaign per channel and day (``?campaign=ID[&from=&to=]``).
+
+    A question that cannot be answered (no campaign named, a date that does not exist) is
+    422: the query is well formed HTTP, its values are not."""
     campaign_id = request.query.get("campaign", "")
     if not _CAMPAIGN_ID.fullmatch(campaign_id):
-        return refusal(Reason.INVALID_REQUEST, "campaign: a campaign id is required", status=400)
+        return refusal(Reason.INVALID_REQUEST, "campaign: a campaign id is required", status=422)
     first, last = request.query.get("from", ""), request.query.get("to", "")
     if any(value and not _DATE.fullmatch(value) for value in (first, last)):
-        return refusal(Reason.INVALID_REQUEST, "from, to: dates as YYYY-MM-DD", status=400)
+        return refusal(Reason.INVALID_REQUEST, "from, to: dates as YYYY-MM-DD", status=422)
     try:
         report = await funnel(
             request.config_dict[OPS].store.pool, campaign_id, first or None, last or None
         )
     except ValueError as exc:
-        return refusal(Reason.INVALID_REQUEST, f"from, to: {exc}", status=400)
+        return refusal(Reason.INVALID_REQUEST, f"from, to: {exc}", status=422)
     except (asyncpg.PostgresError, OSError, TimeoutError):
         return refusal(Reason.UNAVAILABLE, retry_after_s=1.0)
     if report is None:
@@ -122,6 +125,6 @@ OPERATIONS = [
         ok=FunnelReport,
         auth="admin",
         query={"campaign": CampaignId, "from": IsoDate, "to": IsoDate},
-        refusals=[(Reason.INVALID_REQUEST, 400), Reason.UNKNOWN_CAMPAIGN, Reason.UNAVAILABLE],
+        refusals=[(Reason.INVALID_REQUEST, 422), Reason.UNKNOWN_CAMPAIGN, Reason.UNAVAILABLE],
     ),
 ]

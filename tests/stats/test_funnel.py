@@ -143,11 +143,12 @@ async def test_a_range_of_days(client, campaign):
 @pytest.mark.parametrize(
     ("query", "status", "reason"),
     [
-        ("", 400, "INVALID_REQUEST"),
-        ("campaign=a/b", 400, "INVALID_REQUEST"),
+        ("", 422, "INVALID_REQUEST"),
+        ("campaign=a/b", 422, "INVALID_REQUEST"),
         ("campaign=no-such-campaign", 404, "UNKNOWN_CAMPAIGN"),
-        ("campaign=c&from=2026-13-01", 400, "INVALID_REQUEST"),
-        ("campaign=c&to=11/11/2026", 400, "INVALID_REQUEST"),
+        ("campaign=c&from=2026-13-01", 422, "INVALID_REQUEST"),
+        ("campaign=c&from=0000-00-00", 422, "INVALID_REQUEST"),
+        ("campaign=c&to=11/11/2026", 422, "INVALID_REQUEST"),
     ],
 )
 async def test_bad_questions_are_refused(client, pool, query, status, reason):
