@@ -180,6 +180,17 @@ def _rollup(settings: Settings, args: argparse.Namespace) -> int:
     return _sync(commands.rollup)(settings)
 
 
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.health_check)(settings, args.id, args.json)
+
+
+def _health_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="campaign id")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def _experiment(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.stats import commands
 
@@ -302,6 +313,8 @@ COMMANDS = [
     Command("rollup", _rollup, "copy exposures from Redis into PostgreSQL",
             "Safe to run at any time and as often as wanted: figures are written, not added.",
             (), ("REDIS_URL", "DATABASE_URL")),
+    Command("health", _health, "a campaign's health check: budget burn, use-rate swings,"
+            " coupons expiring unused", "", (), ("DATABASE_URL",), _health_flags),
     Command("experiment", _experiment, "A/B experiments: create, show, report, promote",
             "report compares each variant with the first (Welch's t-test, two-proportion"
             " z-test); promote sends every user to one variant.", (),

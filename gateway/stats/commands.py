@@ -1,4 +1,4 @@
-"""``flashclaim stats``, ``flashclaim rollup`` and ``flashclaim experiment …``.
+"""``flashclaim stats``, ``rollup``, ``health`` and ``experiment …``.
 
 Results go to stdout: the funnel as a table, CSV or JSON; experiments and their reports as
 a table or JSON. Each command opens Redis and PostgreSQL for its length.
@@ -21,6 +21,7 @@ from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
 from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
+from gateway.stats.health import HealthReport, health
 
 if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the others do not
     from gateway.stats.ab_report import ExperimentReport
@@ -152,4 +153,34 @@ async def experiment(
 
             result = await report(opened.pool, await store.get(args[0]))
             print(_json(result) if as_json else render_report(result))
+    return 0
+
+
+def render_health(result: HealthReport) -> str:
+    """A health check for people: budget burn per day, use-rate swings, expiring coupons."""
+    lines = [f"campaign {result.campaign_id}: budget {_money(result.budget_cents)}",
+             f"{'day':<12}{'drawn':>14}{'cumulative':>16}{'plan':>16}{'vs plan':>10}"]  # fmt: skip
+    for b in result.burn:
+        versus = "-" if b.ahead_of_plan is None else f"{b.ahead_of_plan:+.1%}"
+        lines.append(f"{b.day:<12}{_money(b.drawn_cents):>14}{_money(b.cumulative_cents):>16}"
+                     f"{_money(b.planned_cumulative_cents):>16}{versus:>10}")  # fmt: skip
+    lines.append(f"{'claim day':<12}{'claims':>10}{'used':>10}{'use rate':>10}{'change':>10}")
+    for u in result.use:
+        change = "-" if u.change is None else f"{u.change:+.1%}"
+        flag = "  SWING" if u.swing else ""
+        lines.append(f"{u.day:<12}{u.claims:>10}{u.used:>10}{_pct(u.use_rate):>10}"
+                     f"{change:>10}{flag}")  # fmt: skip
+    lines.append(f"unused, expiring within 3 days: {result.expiring_soon};"
+                 f" expired unused: {result.expired_unused}")  # fmt: skip
+    return "\n".join(lines)
+
+
+async def health_check(settings: Settings, campaign_id: str, as_json: bool) -> int:
+    """Print one campaign's health check; exit 1 for an unknown campaign."""
+    async with open_clients(settings) as opened:
+        result = await health(opened.pool, campaign_id, SystemClock().now_ms())
+    if result is None:
+        print(f"flashclaim health: no campaign {campaign_id}", file=sys.stderr)
+        return 1
+    print(_json(result) if as_json else render_health(result))
     return 0
