@@ -36,3 +36,12 @@ async def test_budget_burn_use_swings_and_expiring_coupons(campaign, pool):
     assert later is not None
     assert (later.expiring_soon, later.expired_unused) == (2, 1)
     assert await health(pool, "no-such-campaign", at("2026-11-16 00:00")) is None
+
+
+async def test_the_command_prints_the_check(settings, campaign):
+    from tests.helpers import child_env, flashclaim
+
+    done = flashclaim(child_env(settings), "health", campaign.id)
+    assert done.returncode == 0, done.stderr
+    assert "2026-11-12           1         1   100.00%    +57.1%  SWING" in done.stdout
+    assert "expired unused" in done.stdout
