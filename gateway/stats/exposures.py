@@ -39,6 +39,11 @@ ALL_CHANNELS = "*"
 #: How long past its end a day's Redis keys are kept (the rollup copies them long before).
 DAY_KEY_TTL_S = 8 * 86_400
 
+#: Channels a worker counts per campaign-day at most. A campaign open to every channel
+#: would otherwise let made-up channel names grow Redis without bound; views on channels
+#: past the cap are ignored (a real campaign has a handful of channels).
+MAX_CHANNELS_PER_DAY = 64
+
 
 class View(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """One campaign seen once on one channel."""
@@ -79,6 +84,7 @@ class ExposureCounter:
         self._campaigns = campaigns
         self._clock = clock
         self._batch_ttl_s = batch_ttl_s
+        self._channels: dict[_DayKey, set[str]] = {}  # seen by this worker, for the cap
 
     async def count(self, batch: ExposureBatch) -> ExposureAnswer:
         """Count ``batch``'s views of published campaigns on each campaign's today."""
@@ -93,6 +99,9 @@ class ExposureCounter:
                 continue
             day = campaign.day(now_ms)
             key = _DayKey(view.campaign_id, day.label)
+            if not self._admit(key, view.channel):
+                ignored += 1
+                continue
             views[key][view.channel] += 1
             ends[key] = day.end_ms
         if batch.batch_id is not None and views:
@@ -104,6 +113,20 @@ class ExposureCounter:
         if views:
             await self._write(batch.viewer_id, views, ends, now_ms)
         return ExposureAnswer(counted=len(batch.views) - ignored, ignored=ignored)
+
+    def _admit(self, key: _DayKey, channel: str) -> bool:
+        """Whether views on ``channel`` are counted (the first 64 channels of a day are)."""
+        seen = self._channels.get(key)
+        if seen is None:
+            if len(self._channels) >= 10_000:  # old days: forget them all, cheaply
+                self._channels.clear()
+            seen = self._channels[key] = set()
+        if channel in seen:
+            return True
+        if len(seen) >= MAX_CHANNELS_PER_DAY:
+            return False
+        seen.add(channel)
+        return True
 
     async def _write(
         self,

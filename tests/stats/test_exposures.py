@@ -148,3 +148,13 @@ async def test_rollup_copies_days_and_can_run_again(client, ops, redis, pool, cl
         campaign.id,
     )
     assert views == 2
+
+
+async def test_made_up_channels_past_the_cap_are_ignored(client, ops, redis):
+    campaign = await published(ops)  # open to every channel
+    for n in range(0, 70, 10):
+        views = [(campaign.id, f"ch-{m}") for m in range(n, n + 10)]
+        await report(client, "dev-a", *views)
+    assert len(await views_of(redis, campaign.id, "20261110")) == 64
+    assert (await report(client, "dev-b", (campaign.id, "ch-0"), (campaign.id, "ch-69"))) == (
+        200, {"counted": 1, "ignored": 1, "replayed": False})  # fmt: skip
