@@ -170,3 +170,12 @@ def child(metric: Any, *values: object) -> Any:
     reasons, route templates, statuses), so the cache stays small.
     """
     return metric.labels(*values)
+
+
+# Statistics (gateway/stats/) ---------------------------------------------------------------
+
+EXPOSURES = Counter(
+    "flashclaim_exposures_total",
+    "Views of published campaigns reported by front-ends (POST /api/exposures), counted.",
+    ["campaign"],
+)

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from gateway import keys
 from gateway.campaigns.cache import CampaignCache
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
+from gateway.infra import metrics
 from gateway.infra.clock import Clock
 
 #: The ``channel`` of ``exposure_daily`` rows holding a campaign's figures over every
@@ -112,6 +113,8 @@ class ExposureCounter:
                 return ExposureAnswer(counted=0, ignored=ignored, replayed=True)
         if views:
             await self._write(batch.viewer_id, views, ends, now_ms)
+            for key, channels in views.items():
+                metrics.child(metrics.EXPOSURES, key.campaign_id).inc(sum(channels.values()))
         return ExposureAnswer(counted=len(batch.views) - ignored, ignored=ignored)
 
     def _admit(self, key: _DayKey, channel: str) -> bool:
