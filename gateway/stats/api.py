@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from gateway.campaigns.admin_api import OPS
 from gateway.campaigns.cache import CampaignCache
+from gateway.claim.api import EXPERIMENTS
 from gateway.identifiers import CAMPAIGN_ID_PATTERN, CampaignId
 from gateway.infra.clock import Clock
 from gateway.infra.http import REDIS, SETTINGS, json_response, refusal
@@ -26,6 +27,7 @@ from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 from gateway.stats.exposures import ExposureAnswer, ExposureBatch, ExposureCounter
 from gateway.stats.funnel import FunnelReport, IsoDate, funnel
+from gateway.stats.routing import ExperimentRouter
 
 EXPOSURES = web.AppKey("exposures", ExposureCounter)
 _decoder = msgspec.json.Decoder(ExposureBatch)
@@ -44,8 +46,8 @@ def admin_routes() -> list[web.RouteDef]:
 
 
 def clients(settings: Settings, clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` entry giving the app its exposure counter (after the shared
-    clients are open: it uses their Redis)."""
+    """A ``cleanup_ctx`` entry giving the app its exposure counter and the claim path's
+    view of experiments (after the shared clients are open: they use their Redis)."""
 
     async def open_counter(app: web.Application) -> AsyncIterator[None]:
         campaigns = CampaignCache(
@@ -53,6 +55,9 @@ def clients(settings: Settings, clock: Clock) -> Callable[[web.Application], Asy
         )
         app[EXPOSURES] = ExposureCounter(
             app[REDIS], campaigns, clock, settings.exposure_batch_ttl_s
+        )
+        app[EXPERIMENTS] = ExperimentRouter(
+            app[REDIS], clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )
         yield
 

@@ -7,7 +7,7 @@ import orjson
 
 from gateway.stats.experiments import ExperimentStore, decode_experiment
 from gateway.stats.routing import ExperimentRouter, Route
-from tests.helpers import T0_MS, published
+from tests.helpers import T0_MS, claim, published
 
 
 async def test_claims_are_routed_to_the_users_variant_then_to_the_winner(ops, pool, redis, clock):
@@ -34,3 +34,30 @@ async def test_claims_are_routed_to_the_users_variant_then_to_the_winner(ops, po
     clock.advance(1000)
     for user in routes:
         assert await router.route(a.id, user) == Route(b.id, "exp-route", "b")
+
+
+async def test_the_claim_answer_names_the_variant_and_its_campaign_decides(
+    client, ops, pool, redis, clock
+):
+    await pool.execute("TRUNCATE experiments")
+    a = await published(ops, stock=100)
+    b = await published(ops, stock=100)
+    spec = {"id": "exp-claim", "name": "a vs b", "variants": [
+        {"name": "a", "campaignId": a.id}, {"name": "b", "campaignId": b.id}]}  # fmt: skip
+    experiment = await ExperimentStore(pool, redis).create(decode_experiment(orjson.dumps(spec)))
+    clock.set(T0_MS)
+    users = [f"u{n}" for n in range(20)]
+    for user in users:
+        status, answer = await claim(client, user, a.id, channel="h5")  # all by a's link
+        variant = experiment.variant_for(user)
+        assert status == 200, answer
+        assert (answer["experiment"], answer["variant"]) == ("exp-claim", variant.name)
+        again = await claim(client, user, b.id, channel="h5")  # b's link: the same variant
+        assert again[0] == 409  # perUserLimit 1, on the variant's own campaign
+        assert again[1]["reason"] == "USER_LIMIT"
+    in_b = sum(experiment.variant_for(user).name == "b" for user in users)
+    assert 0 < in_b < 20
+    assert (await ops.live(b.id))["live"]["issued"] == in_b
+    assert (await ops.live(a.id))["live"]["issued"] == 20 - in_b
+    status, plain = await claim(client, "u0", (await published(ops)).id)
+    assert "variant" not in plain  # a campaign in no experiment: the answer as always
