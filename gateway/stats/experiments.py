@@ -51,6 +51,10 @@ class Experiment(msgspec.Struct, rename="camel", forbid_unknown_fields=True, fro
         """The variant ``user_id`` sees: the promoted one, else the hash's pick."""
         if self.promoted is not None:
             return next(v for v in self.variants if v.name == self.promoted)
+        return self.bucketed(user_id)
+
+    def bucketed(self, user_id: str) -> Variant:
+        """The variant the hash gives ``user_id``, whatever was promoted."""
         return self.variants[bucketing.pick(self.id, user_id, [v.weight for v in self.variants])]
 
 

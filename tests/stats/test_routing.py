@@ -61,3 +61,26 @@ async def test_the_claim_answer_names_the_variant_and_its_campaign_decides(
     assert (await ops.live(a.id))["live"]["issued"] == 20 - in_b
     status, plain = await claim(client, "u0", (await published(ops)).id)
     assert "variant" not in plain  # a campaign in no experiment: the answer as always
+
+
+async def test_a_retry_after_a_promotion_moved_its_user(client, ops, pool, redis, clock):
+    await pool.execute("TRUNCATE experiments")
+    a = await published(ops)
+    b = await published(ops)
+    spec = {"id": "exp-retry", "name": "a vs b", "variants": [
+        {"name": "a", "campaignId": a.id}, {"name": "b", "campaignId": b.id}]}  # fmt: skip
+    store = ExperimentStore(pool, redis)
+    experiment = await store.create(decode_experiment(orjson.dumps(spec)))
+    user = next(f"u{n}" for n in range(100) if experiment.variant_for(f"u{n}").name == "a")
+    clock.set(T0_MS)
+    first = await claim(client, user, a.id, request_id="retry-0001", channel="h5")
+    assert first[1]["variant"] == "a"
+    await store.promote("exp-retry", "b", T0_MS)
+    retry = await claim(client, user, a.id, request_id="retry-0001", channel="h5")
+    assert retry[1] == first[1]  # the same coupon, from the variant the user holds
+    fresh = await claim(client, user, b.id, request_id="retry-0002", channel="h5")
+    assert fresh[1]["reason"] == "USER_LIMIT"  # still on a: never a coupon of both variants
+    assert (await ops.live(b.id))["live"]["issued"] == 0
+    newcomer = next(f"n{n}" for n in range(100) if experiment.variant_for(f"n{n}").name == "a")
+    status, answer = await claim(client, newcomer, a.id, channel="h5")
+    assert (status, answer["variant"]) == (200, "b")  # no coupon yet: the winner
