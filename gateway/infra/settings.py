@@ -119,6 +119,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Statistics (gateway/stats/): views per exposure batch; how long a batchId is kept.
     exposure_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     exposure_batch_ttl_s: _Positive = 86_400
+    experiment_cache_ms: _NonNegative = 1000  # how long a worker trusts its experiments
 
     # Operations.
     metrics_dir: str = ""

@@ -51,13 +51,13 @@ def clients(settings: Settings, clock: Clock) -> Callable[[web.Application], Asy
 
     async def open_counter(app: web.Application) -> AsyncIterator[None]:
         campaigns = CampaignCache(
-            app[REDIS], clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
+            app[REDIS], clock, settings.experiment_cache_ms, settings.redis_timeout_ms / 1000
         )
         app[EXPOSURES] = ExposureCounter(
             app[REDIS], campaigns, clock, settings.exposure_batch_ttl_s
         )
         app[EXPERIMENTS] = ExperimentRouter(
-            app[REDIS], clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
+            app[REDIS], clock, settings.experiment_cache_ms, settings.redis_timeout_ms / 1000
         )
         yield
 

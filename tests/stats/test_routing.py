@@ -37,8 +37,9 @@ async def test_claims_are_routed_to_the_users_variant_then_to_the_winner(ops, po
 
 
 async def test_the_claim_answer_names_the_variant_and_its_campaign_decides(
-    client, ops, pool, redis, clock
+    make_client, ops, pool, redis, clock
 ):
+    client = await make_client(experiment_cache_ms=0)  # experiments made below: seen at once
     await pool.execute("TRUNCATE experiments")
     a = await published(ops, stock=100)
     b = await published(ops, stock=100)
@@ -63,7 +64,8 @@ async def test_the_claim_answer_names_the_variant_and_its_campaign_decides(
     assert "variant" not in plain  # a campaign in no experiment: the answer as always
 
 
-async def test_a_retry_after_a_promotion_moved_its_user(client, ops, pool, redis, clock):
+async def test_a_retry_after_a_promotion_moved_its_user(make_client, ops, pool, redis, clock):
+    client = await make_client(experiment_cache_ms=0)
     await pool.execute("TRUNCATE experiments")
     a = await published(ops)
     b = await published(ops)
