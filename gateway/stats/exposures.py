@@ -188,7 +188,7 @@ async def read_day(redis: Redis, campaign_id: str, day: str) -> list[DayFigures]
     when = date(int(day[:4]), int(day[4:6]), int(day[6:]))
     rows = [
         DayFigures(campaign_id, channel, when, int(counts[channel]), int(unique))
-        for channel, unique in zip(channels, uniques, strict=False)
+        for channel, unique in zip(channels, uniques[:-1], strict=True)
     ]
     if rows:
         total = sum(row.views for row in rows)
