@@ -61,6 +61,7 @@ from gateway.reasons import Reason
 from gateway.redemption import admin_api as redemption_admin
 from gateway.redemption import api as redemption_api
 from gateway.redemption.sweep import run_sweeper
+from gateway.stats import api as stats_api
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -105,6 +106,7 @@ OPERATIONS: list[Operation] = [
     *channels_admin.OPERATIONS,
     *redemption_api.OPERATIONS,
     *redemption_admin.OPERATIONS,
+    *stats_api.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -137,11 +139,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         cache_size=settings.token_cache_size,
     )
     app.cleanup_ctx.append(_clients(settings, clock))
+    app.cleanup_ctx.append(stats_api.clients(settings, clock))
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
     app.add_routes(channels_api.routes())
     app.add_routes(redemption_api.routes())
+    app.add_routes(stats_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -165,6 +169,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin.add_routes(h5_partners.admin_routes())
     admin.add_routes(channels_admin.routes())
     admin.add_routes(redemption_admin.routes())
+    admin.add_routes(stats_api.admin_routes())
     return admin
 
 

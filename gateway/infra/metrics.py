@@ -206,3 +206,11 @@ QUOTE_SECONDS = Histogram(
     "Time to answer a checkout quote (read the wallet, judge, find the best combination).",
     buckets=LATENCY_BUCKETS,
 )
+
+# Statistics (gateway/stats/) ---------------------------------------------------------------
+
+EXPOSURES = Counter(
+    "flashclaim_exposures_total",
+    "Views of published campaigns reported by front-ends (POST /api/exposures), counted.",
+    ["campaign"],
+)
