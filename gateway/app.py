@@ -25,6 +25,11 @@ from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
+from gateway.credit import admin_api as credit_admin
+from gateway.credit import api as credit_api
+from gateway.credit.ledger import Ledger
+from gateway.credit.store import PlanStore
+from gateway.credit.topups import Topups
 from gateway.h5 import api as h5_api
 from gateway.h5 import partners as h5_partners
 from gateway.h5.public import PublicViews
@@ -89,6 +94,8 @@ OPERATIONS: list[Operation] = [
     *h5_api.OPERATIONS,
     *campaigns_admin.OPERATIONS,
     *h5_partners.OPERATIONS,
+    *credit_api.OPERATIONS,
+    *credit_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -124,6 +131,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
+    app.add_routes(credit_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -145,6 +153,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin[ADMIN_TOKEN] = settings.admin_token
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
+    admin.add_routes(credit_admin.routes())
     return admin
 
 
@@ -165,6 +174,10 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
+        plans = PlanStore(pool)
+        app[credit_admin.PLANS] = plans
+        app[credit_api.LEDGER] = Ledger(pool, clock)
+        app[credit_api.TOPUPS] = Topups(pool, plans, clock)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )

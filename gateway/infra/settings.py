@@ -114,6 +114,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
 
+    # Shopping credit (gateway/credit/): the payment provider's callback secret (HMAC-SHA256
+    # of the body; "" refuses every callback), how long before a bonus expires its reminder
+    # goes out, and how long an order's credit stays locked unless confirmed.
+    credit_payment_secret: Annotated[str, msgspec.Meta(pattern=r"^(|[\s\S]{32,})$")] = ""
+    credit_reminder_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 72
+    credit_hold_ttl_s: Annotated[int, msgspec.Meta(ge=10, le=86_400)] = 900
+
     # Operations.
     metrics_dir: str = ""
     metrics_port: _Port = 0  # relay, consumer, reconcile --every: /metrics and /livez; 0: off
