@@ -156,7 +156,7 @@ class LedgerMachine(RuleBasedStateMachine):
     async def _open(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(self.database_url, min_size=1, max_size=2)
 
-    def run(self, coroutine):  # type: ignore[no-untyped-def]
+    def run(self, coroutine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
