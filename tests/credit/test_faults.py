@@ -1,0 +1,85 @@
+"""PostgreSQL stopped and restarted in the middle of payments: the provider retries each
+callback until it is answered, and every top-up is counted exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.credit.ledger import Ledger
+from gateway.credit.plan import decode_plan
+from gateway.credit.reconcile import reconcile
+from gateway.credit.store import PlanStore
+from gateway.credit.topups import Topups
+from gateway.infra.clock import ManualClock
+from gateway.infra.migrations import migrate_database
+from gateway.stack.servers import PostgresServer
+from tests.credit.conftest import PLAN
+from tests.credit.test_ledger import member
+
+PAYMENTS = 120
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[PostgresServer]:
+    home = Path(tempfile.mkdtemp(prefix="flashclaim-pg-"))  # outside root-only pytest dirs
+    server = PostgresServer(home / "data")
+    server.init().start()
+    await migrate_database(server.url)
+    yield server
+    with contextlib.suppress(Exception):
+        server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_payments_across_a_postgres_restart(
+    own_postgres: PostgresServer, clock: ManualClock
+) -> None:
+    pool = await asyncpg.create_pool(own_postgres.url, min_size=1, max_size=8)
+    plans = PlanStore(pool)
+    await plans.create(decode_plan(PLAN))
+    topups = Topups(pool, plans, clock)
+    orders = [
+        await topups.create(member(f"u{i % 4}"), "double11", 10_000, f"req-restart-{i:04d}")
+        for i in range(PAYMENTS)
+    ]
+    answered: dict[str, int] = {}
+    failed: list[str] = []
+
+    async def provider(order_id: str) -> None:
+        """Calls back until answered (and once more after: a duplicate delivery)."""
+        for _ in range(200):
+            try:
+                await topups.pay(order_id, f"wx-{order_id}", 10_000)
+                answered[order_id] = answered.get(order_id, 0) + 1
+                if answered[order_id] == 2:
+                    return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                failed.append(order_id)
+                await asyncio.sleep(0.05)  # the database is down: retry, as providers do
+
+    calls = asyncio.gather(*(provider(o.topup_id) for o in orders))
+    await asyncio.sleep(0.05)
+    await asyncio.to_thread(own_postgres.stop)  # mid-payment: connections cut off
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(own_postgres.start)
+    await asyncio.wait_for(calls, 60)
+    assert len(answered) == PAYMENTS
+    assert failed, "the restart should have cut some payments off mid-flight"
+    paid = await pool.fetchval("SELECT count(*) FROM credit_topups WHERE status = 'paid'")
+    entries = await pool.fetchval("SELECT count(*) FROM credit_entries WHERE kind = 'topup'")
+    assert paid == entries == PAYMENTS  # none lost, none twice
+    ledger = Ledger(pool, clock)
+    held = [await ledger.balance(f"u{u}") for u in range(4)]
+    assert [b.principal_cents for b in held] == [10_000 * PAYMENTS // 4] * 4
+    assert [b.bonus_cents for b in held] == [500 * PAYMENTS // 4] * 4
+    report = await reconcile(pool)
+    assert report.ok, report
+    await pool.close()
