@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from gateway.credit.journal import Conn
+from gateway.infra import metrics
 
 
 class CreditReport(msgspec.Struct, rename="camel"):
@@ -91,3 +92,11 @@ def render(report: CreditReport) -> str:
         f"  {report.principal_cents} / {report.bonus_cents} / {report.held_cents}",
         f"  entries                      {report.entries}",
     ])  # fmt: skip
+
+
+def publish(report: CreditReport) -> None:
+    """Set the credit gauges from ``report`` (the reconciler's /metrics serves them)."""
+    metrics.CREDIT_DIFFERENCE.set(report.difference_cents + report.accounts_off)
+    for kind, cents in (("principal", report.principal_cents), ("bonus", report.bonus_cents),
+                        ("held", report.held_cents)):  # fmt: skip
+        metrics.CREDIT_LIABILITY.labels(kind).set(cents)
