@@ -55,11 +55,15 @@ class PaymentCallback(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     amount_cents: Cents
 
 
-class Page(msgspec.Struct, forbid_unknown_fields=True):
+Before = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+
+class Page(msgspec.Struct):
     """The statement's query: ``before`` an entry id, ``limit`` entries (1-100)."""
 
-    before: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    before: Before = 2**62  # no bound: the newest entries
+    limit: Limit = 20
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -104,6 +108,8 @@ async def balance(request: web.Request) -> web.Response:
 async def entries(request: web.Request) -> web.Response:
     """The user's statement, newest first."""
     user = _user(request)
+    if len(request.query) != len(set(request.query)):
+        return refusal(Reason.INVALID_REQUEST, "a query parameter is repeated", status=400)
     try:
         page = msgspec.convert(dict(request.query), Page, strict=False)
     except msgspec.ValidationError as exc:
@@ -160,7 +166,7 @@ OPERATIONS = [
     Operation("GET", "/api/credit", "The user's shopping credit: principal, bonus, held",
               "credit", ok=Balance, auth="user", refusals=_STORED),
     Operation("GET", "/api/credit/entries", "The user's credit statement, newest first",
-              "credit", ok=Statement, auth="user", query={"before": int, "limit": int},
+              "credit", ok=Statement, auth="user", query={"before": Before, "limit": Limit},
               refusals=[(Reason.INVALID_REQUEST, 400), *_STORED]),
     Operation("POST", "/api/credit/topups", "Create a top-up order (counted once paid)",
               "credit", ok=Topup, ok_status=201, body=TopupRequest, auth="user",
