@@ -184,7 +184,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[SUBSCRIBED] = subscribed = asyncio.Event()
         stop = asyncio.Event()
         events = asyncio.create_task(
-            follow_campaign_events(redis, claims.campaigns.invalidate, subscribed, stop)
+            follow_campaign_events(redis, claims.invalidate, subscribed, stop)
         )
         watch = asyncio.create_task(guard.watch(stop))
         relay = (
@@ -202,6 +202,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             await events
             await watch
             await pool.close()
+            await claims.aclose()
             await claim_redis.aclose()
             await redis.aclose()
 

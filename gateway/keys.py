@@ -81,6 +81,12 @@ class CampaignKeys:
         """Stream: accepted claims waiting to be relayed to Kafka."""
         return f"{self.base}:outbox"
 
+    @property
+    def winners(self) -> str:
+        """List: requestIds of accepted claims, in order, kept while the stock is small
+        enough (``claim.lua``'s winners cap); complete while its length equals issued."""
+        return f"{self.base}:winners"
+
     def daily(self, day: str) -> str:
         """String: coupons issued on ``day`` (``YYYYMMDD`` in the campaign's zone)."""
         return f"{self.base}:day:{day}:issued"
@@ -101,13 +107,9 @@ class CampaignKeys:
             self.outbox,
             self.daily(day),
             self.users_daily(day),
+            self.winners,
         ]
 
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"
-
-
-def request_binding(request_id: str) -> str:
-    """String: ``user|campaign|device`` a requestId was first used with (its own slot)."""
-    return f"{PREFIX}:rid:{{{request_id}}}"

@@ -9,6 +9,11 @@
   none can go below zero; stock left is cfg.stock - counters.issued. Expiries are relative
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
+  A claim's requestId is bound here, scoped to the campaign: the replay record an
+  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
+  claim binds nothing, so its requestId is decided afresh next time.
+
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
     KEYS[2]  counters     hash   issued, spent
@@ -19,13 +24,17 @@
     KEYS[7]  outbox       stream accepted claims for the relay
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
-    KEYS[9+i]             string replay record of claim i's requestId
+    KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
+    KEYS[10+i]            string replay record of claim i's requestId
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
     ARGV[4]  outbox length at which claims are shed
     ARGV[5]  n, claims in this batch
-    then per claim i (8 each, from ARGV[6 + 8*(i-1)]):
+    ARGV[6]  winners cap: accepted requestIds are appended to KEYS[10] while the stock is
+             at most this (0: never); the list is complete while its length equals issued,
+             and lets workers answer a sold-out herd from memory
+    then per claim i (8 each, from ARGV[7 + 8*(i-1)]):
              user, device, requestId, couponId, newUser (0|1), level, tags (",a,b,"), channel
 
   Output: { { {code, couponId, expiresAtMs, replayed(0|1)} per claim }, outboxLength, issued, stock }
@@ -43,11 +52,12 @@ local EXCLUSIVE_CONFLICT, BLOCKED, UNKNOWN_CAMPAIGN = 11, 12, 13
 local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
 
 local DAY_MS = 86400000
-local FIRST, STRIDE, FIXED_KEYS = 6, 8, 9
+local FIRST, STRIDE, FIXED_KEYS = 7, 8, 10
 
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-if not (now and day_end and replay_ttl and outbox_max and n) or n < 1
+local winners_max = tonumber(ARGV[6])
+if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
     or #KEYS ~= FIXED_KEYS + n or #ARGV ~= FIRST - 1 + n * STRIDE then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
@@ -159,6 +169,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   if group ~= '' then redis.call('HSET', KEYS[6], user, cid .. ':' .. expires) end
   redis.call('SET', req_key, user .. '\t' .. device .. '\t' .. coupon .. '\t' .. expires,
     'EX', replay_ttl)
+  if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
     'at', now, 'expires', expires)

@@ -116,6 +116,8 @@ async def snapshot(redis: Redis, campaign: Campaign) -> dict[str, Any]:
             state[key] = await redis.xlen(key)
         elif kind == "set":
             state[key] = await redis.smembers(key)
+        elif kind == "list":
+            state[key] = await redis.lrange(key, 0, -1)
     return state
 
 

@@ -3,8 +3,10 @@
 A claim that needs no Redis is answered from memory: over a rate cap, unknown campaign,
 before the campaign's start. A campaign lately found sold out (or ended, or out of budget)
 costs one read of the batch's replay records, so a retry of an accepted claim still
-gets its coupon. Everything else goes through the campaign's batcher: bind each
-requestId to its claim, then one ``claim.lua`` call decides the whole batch.
+gets its coupon. Everything else goes through the campaign's batcher: one ``claim.lua``
+call decides the whole batch, one round trip. The script's replay record is the
+requestId's binding, scoped to its campaign: a retry gets the same answer, a reuse by
+another user or device is REQUEST_MISMATCH, and a refused claim binds nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from redis.exceptions import RedisError
 from gateway.campaigns.cache import CampaignCache, CampaignView
 from gateway.claim.batcher import Batcher
 from gateway.claim.script import Batch, ClaimInput, ClaimScript, ReplayRecord, coupon_id_for
+from gateway.claim.winners import Winners
+from gateway.claim.wire import Wire, supports
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant
 from gateway.infra.clock import Clock, iso_ms
 from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
-from gateway.keys import request_binding
 from gateway.reasons import EXHAUSTED, Reason
 
 
@@ -57,10 +60,6 @@ class _Claim:
     request: ClaimRequest
     claimant: Claimant
 
-    @property
-    def binding(self) -> str:
-        return f"{self.claimant.user_id}|{self.request.campaign_id}|{self.request.device_id}"
-
 
 class _Runner(Protocol):
     async def __call__(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]: ...
@@ -74,8 +73,11 @@ class ClaimService:
         self._clock = clock
         self._settings = settings
         self._timeout_s = settings.redis_timeout_ms / 1000
-        self._script = ClaimScript(redis)
+        lean = settings.claim_lean_redis and supports(settings.redis_url)
+        self._wire = Wire(settings.redis_url, self._timeout_s) if lean else None
+        self._script = ClaimScript(redis, wire=self._wire)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
+        self.winners = Winners(redis, settings.sold_out_memory_max, self._timeout_s)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
             RateLimiter(settings.device_rate, settings.device_burst),
@@ -83,19 +85,22 @@ class ClaimService:
         )
         self._deciders: dict[str, Batcher[_Claim, Outcome]] = {}
         self._replayers: dict[str, Batcher[_Claim, Outcome]] = {}
-        self.set_get = True  # Redis >= 7 binds with one SET ... NX GET; see detect_server
 
     async def detect_server(self) -> None:
-        """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks ``SET ... NX
-        GET`` and the script's ``#!lua`` line."""
+        """Speak the Redis that answers: 6.2 (pip-shipped, for local runs) lacks the
+        script's ``#!lua`` line."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 info: dict[str, Any] = await self._redis.info("server")
         except (RedisError, TimeoutError):
             return  # Redis is away at start: assume a current one, the documented minimum
         major = int(str(info["redis_version"]).split(".")[0])
-        self.set_get = major >= 7
-        self._script = ClaimScript(self._redis, major)
+        self._script = ClaimScript(self._redis, major, self._wire)
+
+    async def aclose(self) -> None:
+        """Close the claim path's own connection (the caller closes ``redis``)."""
+        if self._wire is not None:
+            await self._wire.aclose()
 
     async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
         """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
@@ -113,11 +118,19 @@ class ClaimService:
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
+            winners = self.winners.of(request.campaign_id)
+            if winners is not None and request.request_id not in winners:
+                return Outcome(exhausted)  # not a winner's retry: nothing to look up
             return await self._batcher(self._replayers, view, self._replay).submit(claim)
         outcome = await self._batcher(self._deciders, view, self._decide).submit(claim)
         if outcome.reason in EXHAUSTED:
             view.mark_exhausted(outcome.reason, now, self._settings.sold_out_cache_ms)
         return outcome
+
+    def invalidate(self, campaign_id: str | None = None) -> None:
+        """A campaign changed (or all did): forget what this worker learnt of it."""
+        self.campaigns.invalidate(campaign_id)
+        self.winners.invalidate(campaign_id)
 
     async def ping(self) -> None:
         """Raise if Redis does not answer (TimeoutError if not within the timeout)."""
@@ -141,42 +154,11 @@ class ClaimService:
         return batcher
 
     async def _decide(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:
-        """Bind each requestId to its claim, then decide all bound claims in one call."""
+        """Decide a batch in one ``claim.lua`` call (which also answers retries)."""
         view = await self.campaigns.get(campaign_id)
         if view is None:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
-        outcomes: list[Outcome | None] = [None] * len(claims)
-        started = time.perf_counter()
-        async with asyncio.timeout(self._timeout_s):
-            bound = await self._bind(claims)
-        metrics.SCRIPT_SECONDS.labels("bind").observe(time.perf_counter() - started)
-        todo = []
-        for i, (claim, previous) in enumerate(zip(claims, bound, strict=True)):
-            if previous is None or previous == claim.binding:
-                todo.append(i)
-            else:
-                outcomes[i] = Outcome(Reason.REQUEST_MISMATCH)
-        if todo:
-            decided = await self._run_script(view, [claims[i] for i in todo])
-            for i, outcome in zip(todo, decided, strict=True):
-                outcomes[i] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    async def _bind(self, claims: Sequence[_Claim]) -> list[str | None]:
-        """The requestIds' bindings before this call (None where we bound it just now)."""
-        ttl = self._settings.replay_ttl_s
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for claim in claims:  # raw SET: redis-py's keyword checks cost more than the call
-                key = request_binding(claim.request.request_id)
-                if self.set_get:  # get=True: redis-py's parser hands back the old value
-                    pipe.execute_command(
-                        "SET", key, claim.binding, "NX", "GET", "EX", ttl, get=True
-                    )
-                else:  # Redis < 7 refuses NX with GET: set if absent, then read what is bound
-                    pipe.execute_command("SET", key, claim.binding, "NX", "EX", ttl)
-                    pipe.execute_command("GET", key)
-            replies: list[str | None] = await pipe.execute()
-        return replies if self.set_get else replies[1::2]
+        return await self._run_script(view, claims)
 
     async def _run_script(self, view: CampaignView, claims: Sequence[_Claim]) -> list[Outcome]:
         now = self._clock.now_ms()
@@ -190,6 +172,7 @@ class ClaimService:
             replay_ttl_s=self._settings.replay_ttl_s,
             outbox_max_len=self._settings.outbox_max_len,
             claims=[_script_input(cid, claim) for claim in claims],
+            winners_max=self._settings.sold_out_memory_max,
         )
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
@@ -199,15 +182,18 @@ class ClaimService:
         metrics.OUTBOX_LENGTH.labels(cid).set(decided.outbox_length)
         metrics.STOCK_REMAINING.labels(cid).set(max(decided.stock - decided.issued, 0))
         metrics.STOCK_TOTAL.labels(cid).set(decided.stock)
-        return [
-            Outcome(
-                d.reason,
-                d.coupon_id,
-                iso_ms(d.expires_at_ms, view.zone) if d.coupon_id else "",
-                d.replayed,
-            )
-            for d in decided.decisions
-        ]
+        exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
+        self.winners.observe(view.keys, decided.issued, exhausted)
+        expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
+        outcomes = []
+        for d in decided.decisions:
+            expires = ""
+            if d.coupon_id:
+                expires = expiries.get(d.expires_at_ms) or expiries.setdefault(
+                    d.expires_at_ms, iso_ms(d.expires_at_ms, view.zone)
+                )
+            outcomes.append(Outcome(d.reason, d.coupon_id, expires, d.replayed))
+        return outcomes
 
     async def _replay(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:
         """Answer claims to an exhausted campaign: the original answer for a retried
@@ -217,9 +203,12 @@ class ClaimService:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
         refusal = Outcome(view.exhausted or Reason.SOLD_OUT)
         started = time.perf_counter()
+        keys = [view.keys.request(c.request.request_id) for c in claims]
         async with asyncio.timeout(self._timeout_s):
-            records: list[str | None] = await self._redis.mget(  # type: ignore[assignment]
-                [view.keys.request(c.request.request_id) for c in claims]
+            records: list[str | None] = await (  # type: ignore[assignment]  # decoded
+                self._wire.command("MGET", *keys)
+                if self._wire is not None
+                else self._redis.mget(keys)
             )
         metrics.SCRIPT_SECONDS.labels("replay").observe(time.perf_counter() - started)
         return [

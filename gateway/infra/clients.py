@@ -66,7 +66,7 @@ def claim_redis_client(settings: Settings) -> Redis:
 def _reconnect() -> dict[str, Any]:
     """Retry a command on a broken connection (after a Redis restart or failover) a few
     times, reconnecting in between. Safe for claims too: a re-sent batch is idempotent
-    (the requestId bindings and replay records answer what was already decided)."""
+    (the replay records answer what was already decided)."""
     return {
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],

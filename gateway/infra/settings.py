@@ -78,10 +78,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 128
     campaign_cache_ms: _NonNegative = 1000
     sold_out_cache_ms: _NonNegative = 1000
+    sold_out_memory_max: _NonNegative = 100_000  # winners' requestIds kept per campaign
     outbox_max_len: _Positive = 1_000_000
     replay_ttl_s: _Positive = 86_400
     redis_timeout_ms: _Positive = 1000
     redis_pool_size: _Positive = 64
+    claim_lean_redis: bool = True  # the claim path's own hiredis connection (not via redis-py)
     allow_volatile_redis: bool = False  # serve claims from a Redis that keeps nothing on disk
 
     # Request rates, per worker process, per second (0 switches a limit off).

@@ -8,8 +8,9 @@ which would let it issue coupons twice. Recovery, per campaign:
 2. reads every persisted claim (PostgreSQL) and every claim still waiting in the outbox
    (read after step 1, so no claim decided before it is missed);
 3. rewrites the counters from those claims: issued, spent, per-day issued, per-user and
-   per-device totals, per-user per-day counts, exclusion-group holdings and the replay
-   records of claims still inside the replay window;
+   per-device totals, per-user per-day counts, exclusion-group holdings, the replay
+   records of claims still inside the replay window and the winners list (every claim's
+   requestId, when there are at most ``sold_out_memory_max``: see gateway/claim/winners.py);
 4. puts the campaign back in its recorded status (active or paused).
 
 Issued never exceeds stock afterwards: it counts every claim anyone still knows of.
@@ -101,16 +102,17 @@ async def recover(
     stored = await stored_claims(pool, campaign)
     waiting = [c for c in await outbox_claims(redis, campaign) if c.coupon_id not in stored]
     claims = [*stored.values(), *waiting]
-    await _rewrite(redis, campaign, claims, clock.now_ms(), settings.replay_ttl_s)
+    await _rewrite(redis, campaign, claims, clock.now_ms(), settings)
     await ops.publish(campaign.id)  # config from the record, status as recorded, announced
     stock = int(await redis.hget(keys.config, "stock") or 0)
     return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock)
 
 
 async def _rewrite(
-    redis: Redis, campaign: Campaign, claims: list[ClaimEvent], now_ms: int, replay_ttl_s: int
+    redis: Redis, campaign: Campaign, claims: list[ClaimEvent], now_ms: int, settings: Settings
 ) -> None:
     keys = keys_of(campaign)
+    replay_ttl_s = settings.replay_ttl_s
     zone = campaign.zone
     days = Counter(day_of(c.claimed_at_ms, zone).label for c in claims)
     users = Counter(c.user_id for c in claims)
@@ -127,7 +129,10 @@ async def _rewrite(
                 "spent": sum(c.value_cents for c in claims),
             },
         )
-        pipe.delete(keys.users, keys.devices, keys.users_daily(today.label))
+        pipe.delete(keys.users, keys.devices, keys.users_daily(today.label), keys.winners)
+        if claims and len(claims) <= settings.sold_out_memory_max:
+            in_order = sorted(claims, key=lambda c: c.claimed_at_ms)
+            pipe.rpush(keys.winners, *(c.request_id for c in in_order))
         if users:
             pipe.hset(keys.users, mapping=_any(users))
         if devices and campaign.per_device_limit:

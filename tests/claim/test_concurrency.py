@@ -38,7 +38,7 @@ async def test_herd_gets_exactly_the_stock_and_no_limit_is_passed(make_client, o
         rids = [f"u{n}-click-{k}" for k in range(CLAIMS_PER_USER // 2)]
         for k in range(CLAIMS_PER_USER):
             rid = rids[k // 2]  # each click is sent twice: the retry
-            campaign = plain if (n + k) % 2 else budgeted
+            campaign = plain if (n + k // 2) % 2 else budgeted  # the retry: same campaign
             sends.append((rng.choice(gateways), user, device, rid, campaign.id))
     rng.shuffle(sends)
 
@@ -59,7 +59,7 @@ async def test_herd_gets_exactly_the_stock_and_no_limit_is_passed(make_client, o
 
     assert {status for *_, status, _ in answers} <= {200, 409}
     coupons: dict[str, set[str]] = defaultdict(set)  # campaign -> coupon ids
-    by_request: dict[str, set[str]] = defaultdict(set)
+    by_request: dict[tuple[str, str], set[str]] = defaultdict(set)  # (campaign, rid)
     user_coupons: Counter[tuple[str, str]] = Counter()
     device_coupons: Counter[tuple[str, str]] = Counter()
     for user, device, rid, campaign_id, status, data in answers:
@@ -72,7 +72,7 @@ async def test_herd_gets_exactly_the_stock_and_no_limit_is_passed(make_client, o
                 "REQUEST_MISMATCH",
             }, data
             continue
-        by_request[rid].add(data["couponId"])
+        by_request[campaign_id, rid].add(data["couponId"])
         if data["couponId"] not in coupons[campaign_id]:
             coupons[campaign_id].add(data["couponId"])
             user_coupons[user, campaign_id] += 1

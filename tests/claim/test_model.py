@@ -108,7 +108,6 @@ class Model:
 
     def __init__(self) -> None:
         self.campaigns = {c.id: CampaignModel(published(c), stock=c.stock) for c in CAMPAIGNS}
-        self.bindings: dict[str, tuple[str, str, str]] = {}
         self.records: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         self.holds: dict[str, tuple[str, int]] = {}  # user -> (campaign, expires), group "grp"
         self.outbox = 0
@@ -121,10 +120,7 @@ class Model:
         start, end = int(s.starts_at.timestamp() * 1000), int(s.ends_at.timestamp() * 1000)
         if c.status == "active" and now < start:
             return Reason.NOT_STARTED, "", 0  # answered from memory, nothing bound
-        binding = (user, cid, device)
-        if self.bindings.setdefault(rid, binding) != binding:
-            return Reason.REQUEST_MISMATCH, "", 0
-        record = self.records.get((cid, rid))
+        record = self.records.get((cid, rid))  # the binding: per campaign, accepted only
         if record is not None:
             if record[:2] != (user, device):
                 return Reason.REQUEST_MISMATCH, "", 0
@@ -243,6 +239,7 @@ class ClaimScriptMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.service.aclose())
         self.run(self.redis.aclose())
         self.loop.close()
 

@@ -239,6 +239,7 @@ async def test_redis_restored_from_an_older_aof_then_recovered(
 
     result = await recover(ops, pool, redis, ManualClock(clock.now_ms()), settings, campaign.id)
     assert (result.issued, result.persisted) == (80, 80)
+    assert await redis.llen(keys_of(campaign).winners) == 80  # the herd's memory, rebuilt
     assert await redis.hget(keys_of(campaign).config, "status") == "active"
 
     replayed = await claims_from(client, campaign, range(40, 80))  # retries of lost answers

@@ -1,0 +1,158 @@
+"""The scenarios ``bench/ab.py`` compares: each yields a ``Pair`` (A: before, B: after).
+
+Every variant decides real claims against the real ``claim.lua`` (a fresh requestId per
+claim, a campaign with stock to spare unless the scenario is the sold-out herd), so the
+figures include everything a worker pays per batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from redis.asyncio import Redis
+
+from bench.ab import BATCH, Pair
+from gateway.campaigns.ops import write_campaign
+from gateway.campaigns.spec import Campaign, Status, decode_spec
+from gateway.claim.service import ClaimRequest, ClaimService, _Claim
+from gateway.infra.auth import Claimant
+from gateway.infra.clients import redis_client
+from gateway.infra.clock import SystemClock
+from gateway.infra.settings import Settings
+
+USERS = 2000
+
+
+def settings_for(redis_url: str) -> Settings:
+    return Settings.from_env(
+        {},
+        redis_url=redis_url,
+        user_rate=0,
+        device_rate=0,
+        ip_rate=0,
+        outbox_max_len=100_000_000,
+    )
+
+
+async def open_campaign(redis: Redis, stock: int) -> str:
+    """Publish a campaign open now (no database: straight to Redis, as publish does)."""
+    now = datetime.now(UTC)
+    campaign_id = f"ab-{secrets.token_hex(3)}"
+    spec = decode_spec(
+        {
+            "id": campaign_id,
+            "name": "ab",
+            "kind": "no_threshold",
+            "faceValueCents": 500,
+            "stock": stock,
+            "perUserLimit": 1_000_000_000,
+            "startsAt": (now - timedelta(minutes=1)).isoformat(),
+            "endsAt": (now + timedelta(days=1)).isoformat(),
+        }
+    )
+    campaign = msgspec.convert(msgspec.to_builtins(spec), Campaign)
+    await write_campaign(redis, msgspec.structs.replace(campaign, status=Status.ACTIVE))
+    return campaign_id
+
+
+class Claims:
+    """Endless fresh claims to one campaign, ``BATCH`` at a time, from USERS users."""
+
+    def __init__(self, campaign_id: str) -> None:
+        self.campaign_id = campaign_id
+        self._run = secrets.token_hex(4)
+        self._counter = itertools.count()
+        self._claimants = [
+            Claimant(f"ab-{n}", False, 0, "", expires_s=2**40, not_before_s=0) for n in range(USERS)
+        ]
+
+    def batch(self) -> list[_Claim]:
+        claims = []
+        for _ in range(BATCH):
+            n = next(self._counter)
+            request = ClaimRequest(
+                self.campaign_id, f"{self._run}-{n}", f"dev-{n % USERS}", "seckill"
+            )
+            claims.append(_Claim(request, self._claimants[n % USERS]))
+        return claims
+
+
+Scenario = Callable[[str], AbstractAsyncContextManager[Pair]]
+
+
+@asynccontextmanager
+async def bind(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 1: the SET NX GET binding pipeline before the script (A) or none (B)."""
+    settings = settings_for(redis_url)
+    redis = redis_client(settings)
+    service = ClaimService(redis, SystemClock(), settings)
+    claims = Claims(await open_campaign(redis, 10**9))
+    ttl = settings.replay_ttl_s
+
+    async def two_trips() -> int:
+        batch = claims.batch()
+        bound = await _bind(redis, batch, ttl)
+        todo = [c for c, previous in zip(batch, bound, strict=True) if previous is None]
+        return len(await service._decide(claims.campaign_id, todo))
+
+    async def one_trip() -> int:
+        return len(await service._decide(claims.campaign_id, claims.batch()))
+
+    try:
+        yield Pair("bind pipeline + script", two_trips, "script alone", one_trip)
+    finally:
+        await redis.aclose()
+
+
+async def _bind(redis: Redis, claims: Sequence[_Claim], ttl: int) -> list[str | None]:
+    """The binding pipeline as it was before direction 1 (Redis 7: SET NX GET)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for claim in claims:
+            binding = (
+                f"{claim.claimant.user_id}|{claim.request.campaign_id}|{claim.request.device_id}"
+            )
+            pipe.execute_command(
+                "SET",
+                f"fc:rid:{{{claim.request.request_id}}}",
+                binding,
+                "NX",
+                "GET",
+                "EX",
+                ttl,
+                get=True,
+            )
+        replies: list[str | None] = await pipe.execute()
+    return replies
+
+
+@asynccontextmanager
+async def lean(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 2: the batch through redis-py (A) or the claim path's own connection (B)."""
+    redis = redis_client(settings_for(redis_url))
+    via_redis_py = ClaimService(
+        redis,
+        SystemClock(),
+        msgspec.structs.replace(settings_for(redis_url), claim_lean_redis=False),
+    )
+    via_wire = ClaimService(redis, SystemClock(), settings_for(redis_url))
+    claims = Claims(await open_campaign(redis, 10**9))
+
+    async def old() -> int:
+        return len(await via_redis_py._decide(claims.campaign_id, claims.batch()))
+
+    async def new() -> int:
+        return len(await via_wire._decide(claims.campaign_id, claims.batch()))
+
+    try:
+        yield Pair("redis-py", old, "hiredis wire", new)
+    finally:
+        await via_wire.aclose()
+        await redis.aclose()
+
+
+SCENARIOS: dict[str, Scenario] = {"bind": bind, "lean": lean}
