@@ -27,6 +27,12 @@ CREATE TABLE credit_accounts (
     CHECK ((kind = 'bonus') = (expires_at IS NOT NULL)),
     UNIQUE (owner, kind, bucket)
 );
+-- The system accounts, at fixed ids (gateway/credit/journal.py SYSTEM_ACCOUNTS).
+INSERT INTO credit_accounts (account_id, owner, kind, bucket) VALUES
+    (1, 'system', 'system', 'payments'), (2, 'system', 'system', 'promotions'),
+    (3, 'system', 'system', 'sales'), (4, 'system', 'system', 'withdrawals'),
+    (5, 'system', 'system', 'expired'), (6, 'system', 'system', 'forfeited');
+SELECT setval('credit_accounts_account_id_seq', 1000);
 CREATE INDEX credit_bonus_expiry ON credit_accounts (expires_at)
     WHERE kind = 'bonus' AND balance_cents > 0;
 

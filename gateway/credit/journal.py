@@ -39,8 +39,10 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 _USER_LOCK = 0x63726564  # "cred": the advisory-lock namespace of credit users
 
-#: System accounts: the other side of every movement.
-SYSTEM_ACCOUNTS = ("payments", "promotions", "sales", "withdrawals", "expired", "forfeited")
+#: System accounts, the other side of every movement, by name: their fixed ids (the
+#: migration creates them).
+SYSTEM_ACCOUNTS = {"payments": 1, "promotions": 2, "sales": 3, "withdrawals": 4, "expired": 5,
+                   "forfeited": 6}  # fmt: skip
 
 
 class CreditError(Exception):
@@ -125,26 +127,20 @@ async def account(
     bucket: str = "",
     expires_at: datetime | None = None,
 ) -> int:
-    """The id of an account, created on first use."""
-    found: int | None = await conn.fetchval(
-        "INSERT INTO credit_accounts (owner, kind, bucket, expires_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (owner, kind, bucket) DO NOTHING RETURNING account_id",
-        owner, kind, bucket, expires_at,
-    )  # fmt: skip
+    """The id of a user's account, created on first use (under the user's lock)."""
+    query = "SELECT account_id FROM credit_accounts WHERE owner = $1 AND kind = $2 AND bucket = $3"
+    found: int | None = await conn.fetchval(query, owner, kind, bucket)
     if found is None:
         found = await conn.fetchval(
-            "SELECT account_id FROM credit_accounts WHERE owner = $1 AND kind = $2"
-            " AND bucket = $3",
-            owner, kind, bucket,
+            "INSERT INTO credit_accounts (owner, kind, bucket, expires_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, kind, bucket) DO NOTHING"
+            " RETURNING account_id",
+            owner, kind, bucket, expires_at,
         )  # fmt: skip
+    if found is None:  # created meanwhile by a transaction not holding the user's lock
+        found = await conn.fetchval(query, owner, kind, bucket)
     assert found is not None
     return found
-
-
-async def system_account(conn: Conn, name: str) -> int:
-    """The id of a system account (``SYSTEM_ACCOUNTS``)."""
-    assert name in SYSTEM_ACCOUNTS, name
-    return await account(conn, "system", "system", name)
 
 
 class Entry:

@@ -108,7 +108,7 @@ class Ledger:
             if not entry.replayed:
                 bucket = await journal.account(c, user_id, "bonus", f"grant:{key}",
                                                at(now + valid_days * DAY_MS))  # fmt: skip
-                promotions = await journal.system_account(c, "promotions")
+                promotions = journal.SYSTEM_ACCOUNTS["promotions"]
                 lines = [(bucket, bonus_cents)]
                 await journal.post(c, entry, lines, [(promotions, -bonus_cents)],
                                    bonus_cents=bonus_cents)  # fmt: skip
@@ -168,8 +168,8 @@ class Ledger:
                 if take:
                     lines.append((bucket["account_id"], -take))
                 left -= take
-            system = [(await journal.system_account(c, "withdrawals"), amount_cents),
-                      (await journal.system_account(c, "forfeited"), forfeit)]  # fmt: skip
+            system = [(journal.SYSTEM_ACCOUNTS["withdrawals"], amount_cents),
+                      (journal.SYSTEM_ACCOUNTS["forfeited"], forfeit)]  # fmt: skip
             await journal.post(c, entry, lines, system, principal_cents=-amount_cents,
                                bonus_cents=-forfeit)  # fmt: skip
             return amount_cents, forfeit

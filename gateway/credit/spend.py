@@ -116,11 +116,13 @@ async def confirm(conn: Conn, order_id: str, now_ms: int) -> asyncpg.Record:
         return hold
     if hold["status"] != "locked":
         raise HoldClosed(f"the credit of order {order_id} was released")
+    if journal.ms_of(hold["expires_at"]) <= now_ms:  # the sweeper releases it
+        raise HoldClosed(f"the credit lock of order {order_id} has expired")
     user = hold["user_id"]
     entry = await journal.begin(conn, f"confirm:{order_id}", user, "confirm", now_ms, {},
                                 order_id)  # fmt: skip
     held = await journal.account(conn, user, "held", order_id)
-    sales = await journal.system_account(conn, "sales")
+    sales = journal.SYSTEM_ACCOUNTS["sales"]
     await journal.post(conn, entry, [(held, -hold["amount_cents"])],
                        [(sales, hold["amount_cents"])])  # fmt: skip
     await conn.execute("UPDATE credit_holds SET status = 'confirmed' WHERE order_id = $1",
@@ -163,7 +165,7 @@ async def refund(conn: Conn, order_id: str, amount: int, key: str, now_ms: int) 
                          " cents of credit left to refund")  # fmt: skip
     parts = await _parts(conn, order_id)
     shares = allocate(amount, [p["amount_cents"] - p["refunded_cents"] for p in parts])
-    sales = await journal.system_account(conn, "sales")
+    sales = journal.SYSTEM_ACCOUNTS["sales"]
     returned = [(p, s) for p, s in zip(parts, shares, strict=True) if s]
     await _return(conn, entry, user, returned, (sales, -amount), now_ms, source_is_system=True)
     await conn.executemany(
@@ -217,7 +219,7 @@ async def _return(
     if not source_is_system:
         user_lines.append(source)
     principal = bonus = 0
-    expired = await journal.system_account(conn, "expired")
+    expired = journal.SYSTEM_ACCOUNTS["expired"]
     for part, cents in returned:
         if part["kind"] == "bonus" and journal.ms_of(part["expires_at"]) <= now_ms:
             system_lines.append((expired, cents))

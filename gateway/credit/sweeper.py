@@ -83,7 +83,7 @@ async def _expire(pool: asyncpg.Pool, account_id: int, user_id: str, now: int) -
         entry = await journal.begin(conn, key, user_id, "expire", now, {"cents": cents})
         if entry.replayed:
             return 0
-        expired = await journal.system_account(conn, "expired")
+        expired = journal.SYSTEM_ACCOUNTS["expired"]
         await journal.post(conn, entry, [(account_id, -cents)], [(expired, cents)],
                            bonus_cents=-cents)  # fmt: skip
         await conn.execute(

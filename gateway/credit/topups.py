@@ -149,8 +149,8 @@ class Topups:
                 expires = at(now + plan.bonus_valid_days * DAY_MS)
                 bucket = await journal.account(c, user, "bonus", f"topup:{topup_id}", expires)
                 users.append((bucket, bonus))
-            system = [(await journal.system_account(c, "payments"), -row["pay_cents"]),
-                      (await journal.system_account(c, "promotions"), -bonus)]  # fmt: skip
+            system = [(journal.SYSTEM_ACCOUNTS["payments"], -row["pay_cents"]),
+                      (journal.SYSTEM_ACCOUNTS["promotions"], -bonus)]  # fmt: skip
             await journal.post(c, entry, users, system, principal_cents=row["pay_cents"],
                                bonus_cents=bonus)  # fmt: skip
             try:

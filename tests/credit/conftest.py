@@ -13,9 +13,11 @@ from gateway.credit.store import PlanStore
 from gateway.credit.topups import Topups
 from gateway.infra.clock import ManualClock
 
-CREDIT_TABLES = (
-    "credit_events, credit_hold_parts, credit_holds, credit_lines, credit_entries,"
-    " credit_topups, credit_accounts, credit_plans"
+#: Empties the credit tables but for the system accounts (the migration's rows).
+CREDIT_RESET = (
+    "TRUNCATE credit_events, credit_hold_parts, credit_holds, credit_lines, credit_entries,"
+    " credit_topups, credit_plans RESTART IDENTITY CASCADE;"
+    " DELETE FROM credit_accounts WHERE kind <> 'system'"
 )
 
 PLAN = {
@@ -32,7 +34,7 @@ PLAN = {
 @pytest.fixture
 async def credit_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=20)
-    await pool.execute(f"TRUNCATE {CREDIT_TABLES} RESTART IDENTITY CASCADE")
+    await pool.execute(CREDIT_RESET)
     yield pool
     await pool.close()
 

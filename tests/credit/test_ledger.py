@@ -97,6 +97,8 @@ async def test_lock_confirm_cancel_and_lock_expiry(
         await ledger.confirm("o-2")
     await ledger.lock("o-3", "bob", 1_100, ttl_ms=60_000)
     clock.advance(60_000)
+    with pytest.raises(HoldClosed):
+        await ledger.confirm("o-3")  # past its time: not spent, even before the sweeper runs
     assert (await sweep(credit_pool, clock)).released_holds == 1
     assert (await sweep(credit_pool, clock)).released_holds == 0
     with pytest.raises(HoldClosed):

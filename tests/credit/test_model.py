@@ -25,7 +25,7 @@ from gateway.credit.store import PlanStore
 from gateway.credit.sweeper import sweep
 from gateway.credit.topups import Topups
 from gateway.infra.clock import ManualClock
-from tests.credit.conftest import CREDIT_TABLES, PLAN
+from tests.credit.conftest import CREDIT_RESET, PLAN
 from tests.credit.test_ledger import member
 from tests.helpers import T0_MS
 
@@ -144,7 +144,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(T0_MS)
         self.pool: asyncpg.Pool = self.run(self._open())
-        self.run(self.pool.execute(f"TRUNCATE {CREDIT_TABLES} RESTART IDENTITY CASCADE"))
+        self.run(self.pool.execute(CREDIT_RESET))
         self.plans = PlanStore(self.pool)
         self.run(self.plans.create(decode_plan({**PLAN, "bonusValidDays": 2})))
         self.ledger = Ledger(self.pool, self.clock)
