@@ -128,12 +128,28 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             new_user=args.new_user,
             level=args.level,
             tags=args.tag,
+            city=args.city,
+            attrs=_attributes(args.attr),
         )
-    except InvalidClaims as exc:
+    except (InvalidClaims, ValueError) as exc:
         print(f"flashclaim token: the gateway would refuse this token: {exc}", file=sys.stderr)
         return 1
     print(token)
     return 0
+
+
+def _attributes(pairs: list[str]) -> dict[str, float]:
+    """``--attr NAME=NUMBER`` flags as a dict; ValueError names a malformed one."""
+    found = {}
+    for pair in pairs:
+        name, sep, number = pair.partition("=")
+        try:
+            found[name] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--attr {pair!r}: expected NAME=NUMBER")
+    return found
 
 
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
@@ -251,6 +267,14 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--new-user", action="store_true", help="claim new_user: true")
     parser.add_argument("--level", type=int, default=0, help="the user's level (0-100)")
     parser.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    parser.add_argument("--city", default=None, help="the user's city (claim rules: cities)")
+    parser.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help="a numeric attribute, e.g. churnProbability=0.6 (repeatable)",
+    )
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",

@@ -95,6 +95,15 @@ class CampaignKeys:
         """Hash: user id -> coupons claimed on ``day``."""
         return f"{self.base}:day:{day}:users"
 
+    @property
+    def user_money(self) -> str:
+        """Hash: user id -> cents of coupon value claimed in total (per-user money cap)."""
+        return f"{self.base}:money:users"
+
+    def daily_money(self, day: str) -> str:
+        """String: cents of coupon value issued on ``day`` (per-day money budget)."""
+        return f"{self.base}:day:{day}:money"
+
     def claim_keys(self, day: str) -> list[str]:
         """The fixed KEYS of ``claim.lua``, in its header's order (claims' records follow)."""
         return [
@@ -108,6 +117,8 @@ class CampaignKeys:
             self.daily(day),
             self.users_daily(day),
             self.winners,
+            self.user_money,
+            self.daily_money(day),
         ]
 
     def request(self, request_id: str) -> str:

@@ -42,6 +42,10 @@ class Reason(enum.StrEnum):
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     CLIENT_CLOSED = "CLIENT_CLOSED"
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    # Claim rules (gateway/rules/, codes 55-59)
+    CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
+    DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
+    USER_MONEY_LIMIT = "USER_MONEY_LIMIT"
     INTERNAL = "INTERNAL"
     # Shopping credit (gateway/credit/), codes 60-69.
     INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
@@ -128,6 +132,25 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
     # (nginx's "client closed request"), a client error, so it never trips a 5xx alert.
     (Reason.CLIENT_CLOSED, 26, 499, "The client closed the connection mid-request."),
     (Reason.ORIGIN_NOT_ALLOWED, 27, HTTPStatus.FORBIDDEN, "This origin may not call the API."),
+    # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
+    (
+        Reason.CHANNEL_SOLD_OUT,
+        55,
+        HTTPStatus.CONFLICT,
+        "This channel's share of the coupons is gone.",
+    ),
+    (
+        Reason.DAILY_BUDGET_EXHAUSTED,
+        56,
+        HTTPStatus.CONFLICT,
+        "Today's budget is spent; try tomorrow.",
+    ),
+    (
+        Reason.USER_MONEY_LIMIT,
+        57,
+        HTTPStatus.CONFLICT,
+        "You reached the most coupon value allowed.",
+    ),
     # Shopping credit (gateway/credit/).
     (Reason.INSUFFICIENT_CREDIT, 60, HTTPStatus.CONFLICT, "Not enough shopping credit."),
     (Reason.UNKNOWN_CREDIT_PLAN, 61, HTTPStatus.NOT_FOUND, "No such credit plan."),
@@ -188,8 +211,17 @@ def refusal_body(
 #: Refusals after which a campaign is answered from memory for a while: nothing but a
 #: top-up or a new day changes them.
 EXHAUSTED = frozenset(
-    {Reason.SOLD_OUT, Reason.DAILY_SOLD_OUT, Reason.BUDGET_EXHAUSTED, Reason.ENDED}
+    {
+        Reason.SOLD_OUT,
+        Reason.DAILY_SOLD_OUT,
+        Reason.BUDGET_EXHAUSTED,
+        Reason.ENDED,
+        Reason.DAILY_BUDGET_EXHAUSTED,  # every coupon of a campaign costs the same
+    }
 )
+
+#: Exhausted until the campaign's midnight, not longer: a new day brings them back.
+EXHAUSTED_TODAY = frozenset({Reason.DAILY_SOLD_OUT, Reason.DAILY_BUDGET_EXHAUSTED})
 
 #: Refusals that are the gateway doing its job (a load test counts them as successes):
 #: the campaign's rules, limits and protections, not a fault and not a bad request.
@@ -205,6 +237,8 @@ BUSINESS_REFUSALS = EXHAUSTED | frozenset(
         Reason.BLOCKED,
         Reason.RATE_LIMITED,
         Reason.OVERLOADED,
+        Reason.CHANNEL_SOLD_OUT,  # one channel's quota: others may still claim
+        Reason.USER_MONEY_LIMIT,
     }
 )
 

@@ -25,7 +25,9 @@
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
     KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
-    KEYS[10+i]            string replay record of claim i's requestId
+    KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
+    KEYS[12] daily_money  string cents of coupon value issued today
+    KEYS[12+i]            string replay record of claim i's requestId
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
@@ -41,7 +43,11 @@
     code: 0 ACCEPTED, 1 SOLD_OUT, 2 DAILY_SOLD_OUT, 3 BUDGET_EXHAUSTED, 4 USER_LIMIT,
           5 USER_DAILY_LIMIT, 6 DEVICE_LIMIT, 7 NOT_STARTED, 8 ENDED, 9 PAUSED,
           10 NOT_ELIGIBLE, 11 EXCLUSIVE_CONFLICT, 12 BLOCKED, 13 UNKNOWN_CAMPAIGN,
-          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE
+          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE,
+          55 CHANNEL_SOLD_OUT, 56 DAILY_BUDGET_EXHAUSTED, 57 USER_MONEY_LIMIT
+    Claim rules (gateway/rules/): cfg.quotas ",<channel>=<n>,..." caps what each channel may
+    issue of the one stock (counted in counters "ch:<channel>"); cfg.ucap caps the value a
+    user claims in total, cfg.dbudget the value issued per day (0: no cap).
     A malformed call is refused with an error before anything is written.
 ]]
 
@@ -50,9 +56,10 @@ local USER_LIMIT, USER_DAILY_LIMIT, DEVICE_LIMIT = 4, 5, 6
 local NOT_STARTED, ENDED, PAUSED, NOT_ELIGIBLE = 7, 8, 9, 10
 local EXCLUSIVE_CONFLICT, BLOCKED, UNKNOWN_CAMPAIGN = 11, 12, 13
 local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
+local CHANNEL_SOLD_OUT, DAILY_BUDGET_EXHAUSTED, USER_MONEY_LIMIT = 55, 56, 57
 
 local DAY_MS = 86400000
-local FIRST, STRIDE, FIXED_KEYS = 7, 8, 10
+local FIRST, STRIDE, FIXED_KEYS = 7, 8, 12
 
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -71,7 +78,7 @@ end
 
 local cfg = redis.call('HMGET', KEYS[1], 'status', 'start', 'end', 'stock', 'dstock', 'budget',
   'value', 'ulimit', 'udlimit', 'dlimit', 'newonly', 'minlevel', 'tags', 'channels', 'group',
-  'vmode', 'vuntil', 'vdays', 'cid')
+  'vmode', 'vuntil', 'vdays', 'cid', 'quotas', 'ucap', 'dbudget')
 local status = cfg[1]
 local stock, dstock, budget = tonumber(cfg[4]) or 0, tonumber(cfg[5]) or 0, tonumber(cfg[6]) or 0
 local value, ulimit = tonumber(cfg[7]) or 0, tonumber(cfg[8]) or 0
@@ -128,6 +135,45 @@ local function count(key, field)
   return tonumber(redis.call('HGET', key, field)) or 0
 end
 
+-- Claim rules (gateway/rules/): channel quotas of the one stock, a per-user money cap and a
+-- per-day money budget; checked after the budget, written with the claim.
+local quotas, ucap, dbudget = cfg[20] or '', tonumber(cfg[21]) or 0, tonumber(cfg[22]) or 0
+local day_money = dbudget > 0 and (tonumber(redis.call('GET', KEYS[12])) or 0) or 0
+local by_channel = {}
+
+local function quota_of(channel)
+  local at = quotas ~= '' and string.find(quotas, ',' .. channel .. '=', 1, true)
+  if not at then return nil end
+  return tonumber(string.match(quotas, '^%d+', at + #channel + 2))
+end
+
+local function channel_issued(channel)
+  if by_channel[channel] == nil then by_channel[channel] = count(KEYS[2], 'ch:' .. channel) end
+  return by_channel[channel]
+end
+
+local function rule_refusal(user, channel)
+  local quota = quota_of(channel)
+  if quota and channel_issued(channel) >= quota then return CHANNEL_SOLD_OUT end
+  if dbudget > 0 and day_money + value > dbudget then return DAILY_BUDGET_EXHAUSTED end
+  if ucap > 0 and count(KEYS[11], user) + value > ucap then return USER_MONEY_LIMIT end
+  return nil
+end
+
+local function rule_writes(user, channel)
+  if quotas ~= '' then
+    by_channel[channel] = channel_issued(channel) + 1
+    redis.call('HINCRBY', KEYS[2], 'ch:' .. channel, 1)
+  end
+  if dbudget > 0 then
+    day_money = day_money + value
+    if redis.call('INCRBY', KEYS[12], value) == value then
+      redis.call('PEXPIRE', KEYS[12], day_end - now + 2 * DAY_MS)
+    end
+  end
+  if ucap > 0 then redis.call('HINCRBY', KEYS[11], user, value) end
+end
+
 -- The rules, in the order their reasons are reported.
 local function decide(user, device, new_user, level, tags, channel)
   if campaign_code then return campaign_code end
@@ -143,6 +189,8 @@ local function decide(user, device, new_user, level, tags, channel)
   if issued >= stock then return SOLD_OUT end
   if dstock > 0 and today >= dstock then return DAILY_SOLD_OUT end
   if budget > 0 and spent + value > budget then return BUDGET_EXHAUSTED end
+  local rule = rule_refusal(user, channel)
+  if rule then return rule end
   if outbox_len >= outbox_max then return OVERLOADED end
   return ACCEPTED
 end
@@ -167,6 +215,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   end
   if dlimit > 0 then redis.call('HINCRBY', KEYS[4], device, 1) end
   if group ~= '' then redis.call('HSET', KEYS[6], user, cid .. ':' .. expires) end
+  rule_writes(user, channel)
   redis.call('SET', req_key, user .. '\t' .. device .. '\t' .. coupon .. '\t' .. expires,
     'EX', replay_ttl)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end

@@ -78,7 +78,11 @@ class Batch:
     winners_max: int = 0  # keep accepted requestIds in a list while stock <= this
 
     def call(self) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of the script call deciding this batch."""
+        """KEYS and ARGV of the script call deciding this batch.
+
+        The fixed KEYS are ``CampaignKeys.claim_keys`` in the header's order, the claim
+        rules' two last (KEYS[10] ``user_money``, KEYS[11] ``daily_money``: gateway/rules/);
+        the claims' replay records follow them."""
         names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,

@@ -50,6 +50,8 @@ class Refusal(msgspec.Struct, rename="camel", omit_defaults=True):
     #: NOT_STARTED, RATE_LIMITED: milliseconds until a retry can succeed (exact;
     #: the Retry-After header rounds up to whole seconds).
     retry_after_ms: int | msgspec.UnsetType = msgspec.UNSET
+    #: NOT_ELIGIBLE by an offer rule: the campaign this user may claim instead.
+    offer: str | msgspec.UnsetType = msgspec.UNSET
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ip_burst: _Positive = 1000
     trust_forwarded_for: bool = False
 
+    # Audience attributes from the company's user-profile service (gateway/rules/profiles.py):
+    # its base URL ("" none), how long to wait and remember, and what a failed lookup means
+    # ("token": judge on the token's attrs; "refuse": answer UNAVAILABLE, retry shortly).
+    profile_url: Annotated[
+        str, msgspec.Meta(pattern=whole(r"(https?://[^?#\s]+)?"), max_length=200)
+    ] = ""
+    profile_timeout_ms: _Positive = 50
+    profile_cache_s: _NonNegative = 60
+    profile_fallback: Literal["token", "refuse"] = "token"
+
     # The hand-off: outbox relay to Kafka, consumer into PostgreSQL.
     kafka_bootstrap: str = "127.0.0.1:9092"
     claims_topic: str = "coupon.claims"
