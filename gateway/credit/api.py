@@ -31,6 +31,15 @@ LEDGER = web.AppKey("credit_ledger", Ledger)
 TOPUPS = web.AppKey("credit_topups", Topups)
 
 SIGNATURE_HEADER = "X-Flashclaim-Signature"
+
+#: PostgreSQL down, restarting or cut off mid-query (asyncpg reports a connection it could
+#: not reset on release as an InternalClientError): 503 UNAVAILABLE, the caller retries.
+STORAGE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 PlanRef = Annotated[str, msgspec.Meta(pattern=whole(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"))]
 _TOPUP_ID_PATTERN = whole(r"[0-9a-f-]{36}")
 _TOPUP_ID = re.compile(_TOPUP_ID_PATTERN)
@@ -83,7 +92,7 @@ def _guarded(handler: Handler) -> Handler:
             return refusal(Reason.INVALID_REQUEST, f"invalid request: {exc}", status=422)
         except CLIENT_GONE:
             raise
-        except (asyncpg.PostgresError, OSError) as exc:
+        except STORAGE_ERRORS as exc:
             return refusal(Reason.UNAVAILABLE, f"credit unavailable: {type(exc).__name__}")
 
     return guarded

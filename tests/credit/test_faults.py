@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 import pytest
 
+from gateway.credit.api import STORAGE_ERRORS
 from gateway.credit.ledger import Ledger
 from gateway.credit.plan import decode_plan
 from gateway.credit.reconcile import reconcile
@@ -73,7 +74,7 @@ async def test_payments_across_a_postgres_restart(
                 some_paid.set()
                 if answered[order_id] == 2:
                     return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except STORAGE_ERRORS:  # what the callback answers 503 for
                 failed.append(order_id)
                 await asyncio.sleep(0.05)  # the database is down: retry, as providers do
 
