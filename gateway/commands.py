@@ -280,6 +280,32 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
     return _sync(commands.experiment)(settings, args.action, rest, args.json, data)
 
 
+def _credit(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.credit import commands
+
+    if args.action == "reconcile":
+        return _sync(commands.reconcile)(settings, args.json)
+    if args.action == "sweep":
+        return _sync(commands.sweep_once)(settings)
+    data = _read(args.file) if getattr(args, "file", None) else b""
+    return _sync(commands.plan)(settings, args.action, getattr(args, "id", ""), data)
+
+
+def credit_actions(parser: argparse.ArgumentParser) -> None:
+    """``flashclaim credit ACTION``: plans, reconciliation, the sweeper."""
+    actions = parser.add_subparsers(required=True, metavar="ACTION", dest="action")
+    create = actions.add_parser("create", help="store a credit plan from a JSON spec")
+    create.add_argument("file", help="JSON plan file, - for stdin")
+    update = actions.add_parser("update", help="change fields of a credit plan")
+    update.add_argument("id", help="plan id")
+    update.add_argument("file", help="JSON object of changed fields, - for stdin")
+    actions.add_parser("show", help="show a credit plan").add_argument("id", help="plan id")
+    actions.add_parser("list", help="list credit plans")
+    reconcile = actions.add_parser("reconcile", help="balances against the journal, to the cent")
+    reconcile.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    actions.add_parser("sweep", help="expire due bonus, remind, release locks past their time")
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``flashclaim`` command: what it does, what it needs, which variables it reads."""
@@ -446,4 +472,7 @@ COMMANDS = [
             ("REDIS_URL", "DATABASE_URL")),
     Command("campaign", _campaign, "operate campaigns (create, publish, pause, top up, ...)",
             "Prints what the admin API answers, as JSON.", (), ("REDIS_URL", "DATABASE_URL")),
+    Command("credit", _credit, "shopping credit: plans, reconcile, sweep",
+            "reconcile exits 1 when balances and journal differ by any cent.", (),
+            ("DATABASE_URL", "CREDIT_REMINDER_HOURS"), credit_actions),
 ]  # fmt: skip
