@@ -69,7 +69,10 @@ def test_seckill_herd_sells_exactly_the_stock(local_stack):
 
 
 def test_skydrop_limits_and_budgets_hold(local_stack):
-    run_id, output = run_scenario(local_stack, "skydrop", "--stock", "40", "--user-pool", "200")
+    # 10 s: enough opens to spend a budget of 120 coupons even on a loaded machine (6 s gave 93)
+    run_id, output = run_scenario(
+        local_stack, "skydrop", "--stock", "40", "--user-pool", "200", seconds=10
+    )
     assert "USER_DAILY_LIMIT" in verdict_row(output, run_id, "skydrop-1")
     assert "BUDGET_EXHAUSTED" in verdict_row(output, run_id, "skydrop-0")
 
