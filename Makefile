@@ -56,8 +56,8 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|do
 	  --host http://$${FLASHCLAIM_HOST:-127.0.0.1}:$${FLASHCLAIM_PORT:-8080} \
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
-bench: install ## claims/s vs a hello-world (wrk); consumer vs COPY; end to end; H5 herd; channels; use; the funnel
-bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end; the H5 herd; credit spends vs plain asyncpg
+# Also: p99 at half the peak, RSS after a 100k-user herd (PROFILE=1: a flame graph; BENCH_WORKERS=2).
+bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end; H5 herd; channels; use; funnel; credit
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
