@@ -104,6 +104,10 @@ class CampaignOps:
             "issuedToday": int(today or 0),
             "stockRemaining": max(int(stock or campaign.stock) - issued, 0),
             "spentCents": spent,
+            "spentByPayerCents": {  # who bears what was spent (the spec's cost source)
+                "platform": campaign.cost.platform_share_cents(spent),
+                "merchant": spent - campaign.cost.platform_share_cents(spent),
+            },
             "budgetRemainingCents": (
                 max(int(budget) - spent, 0) if budget and int(budget) else None
             ),

@@ -7,7 +7,9 @@ chosen campaign against the invariants that must hold whatever the traffic was:
 * nothing lost: every accepted claim has its row; nothing extra: every row was accepted;
 * no duplicates: one row per requestId;
 * no user past the per-user or per-user-per-day limit, no device past its limit;
-* the money budget, in cents, not exceeded.
+* the money budget, in cents, not exceeded;
+* the claim rules' counters (gateway/rules/): no channel past its quota, no user past the
+  per-user money cap, no campaign day past the per-day money budget.
 
 It prints one table row per campaign, with the claims refused by reason when a gateway's
 ``/metrics`` is given, and exits non-zero when any invariant is broken.
@@ -50,6 +52,9 @@ class Verdict:
     users_over_limit: int = 0
     users_over_daily_limit: int = 0
     devices_over_limit: int = 0
+    channels_over_quota: int = 0
+    users_over_money_cap: int = 0
+    days_over_budget: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -66,6 +71,9 @@ class Verdict:
             "users_over_limit",
             "users_over_daily_limit",
             "devices_over_limit",
+            "channels_over_quota",
+            "users_over_money_cap",
+            "days_over_budget",
         ):
             if count := getattr(self, name):
                 found.append(f"{name.replace('_', ' ')}: {count}")
@@ -84,7 +92,7 @@ async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) 
         campaign.id,
     )
     assert row is not None
-    return Verdict(
+    verdict = Verdict(
         campaign_id=campaign.id,
         stock=report.stock,
         accepted=report.issued,
@@ -103,6 +111,43 @@ async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) 
         ),
         devices_over_limit=await _over(pool, campaign, "device_id", campaign.per_device_limit or 0),
     )
+    (
+        verdict.channels_over_quota,
+        verdict.users_over_money_cap,
+        verdict.days_over_budget,
+    ) = await _rules_broken(pool, campaign)
+    return verdict
+
+
+async def _rules_broken(pool: asyncpg.Pool, campaign: Campaign) -> tuple[int, int, int]:
+    """How many channels, users and days of the campaign's rows break its claim rules."""
+    rows = await pool.fetch(
+        "SELECT channel, count(*) AS n FROM coupons WHERE campaign_id = $1 GROUP BY channel",
+        campaign.id,
+    )
+    quotas = campaign.channel_quotas
+    over_quota = sum(1 for r in rows if r["channel"] in quotas and r["n"] > quotas[r["channel"]])
+    return (
+        over_quota,
+        await _over_money(pool, campaign, "user_id", campaign.per_user_money_cap_cents or 0),
+        await _over_money(
+            pool, campaign, "(claimed_at AT TIME ZONE $3)::date", campaign.daily_budget_cents or 0
+        ),
+    )
+
+
+async def _over_money(pool: asyncpg.Pool, campaign: Campaign, group_by: str, cap: int) -> int:
+    """How many groups of the campaign's rows are worth more than ``cap`` cents in total."""
+    if cap <= 0:
+        return 0
+    query = (
+        f"SELECT count(*) FROM (SELECT 1 FROM coupons WHERE campaign_id = $1"
+        f" GROUP BY {group_by} HAVING sum(value_cents) > $2) AS over"
+    )
+    args: list[object] = [campaign.id, cap]
+    if "$3" in group_by:
+        args.append(campaign.time_zone)
+    return int(await pool.fetchval(query, *args))
 
 
 async def _over(pool: asyncpg.Pool, campaign: Campaign, group_by: str, limit: int) -> int:

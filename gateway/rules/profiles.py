@@ -7,9 +7,11 @@ The interface flashclaim expects of that service (documented in the README):
     404 the user has no profile (no attributes: every range refuses)
 
 Numbers only; unknown names are kept (a campaign may range over any of them). Answers
-are remembered ``FLASHCLAIM_PROFILE_CACHE_S`` per user (a herd asks once per user). A
-lookup that fails or takes longer than ``FLASHCLAIM_PROFILE_TIMEOUT_MS`` raises
-``ProfileUnavailable``; the gate then applies ``FLASHCLAIM_PROFILE_FALLBACK``.
+are remembered ``FLASHCLAIM_PROFILE_CACHE_S`` per user, and claims of one user that miss
+at the same time share one lookup. A lookup that fails or takes longer than
+``FLASHCLAIM_PROFILE_TIMEOUT_MS`` raises ``ProfileUnavailable``; the gate then applies
+``FLASHCLAIM_PROFILE_FALLBACK``. After a failure the service is left alone for
+``DOWN_MS``: a herd at T0 does not wait a timeout per claim on a service that is down.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from gateway.infra.clock import Clock
 
 #: Users remembered at most; the oldest answers go first (a dict keeps insertion order).
 CACHE_ENTRIES = 100_000
+
+#: How long lookups are skipped (answered ``ProfileUnavailable`` at once) after one failed.
+DOWN_MS = 1000
 
 
 class ProfileUnavailable(Exception):
@@ -83,17 +88,43 @@ class CachedProfiles:
         self._source, self._clock = source, clock
         self._ttl_ms, self._timeout_s = ttl_ms, timeout_ms / 1000
         self._entries: dict[str, tuple[int, Mapping[str, float]]] = {}
+        self._pending: dict[str, asyncio.Future[Mapping[str, float]]] = {}
+        self._down_until_ms = 0
 
     async def attributes(self, user_id: str) -> Mapping[str, float]:
-        """The user's attributes, from memory when fresh; failures are not remembered."""
+        """The user's attributes, from memory when fresh; failures are not cached per user,
+        but make every lookup fail fast for ``DOWN_MS``."""
         now = self._clock.now_ms()
         entry = self._entries.get(user_id)
         if entry is not None and entry[0] > now:
             return entry[1]
+        if now < self._down_until_ms:
+            raise ProfileUnavailable("profile service failed lately; not asked")
+        pending = self._pending.get(user_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Mapping[str, float]] = asyncio.get_running_loop().create_future()
+        self._pending[user_id] = future
+        try:
+            found = await self._lookup(user_id, now)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(found)
+            return found
+        finally:
+            del self._pending[user_id]
+
+    async def _lookup(self, user_id: str, now: int) -> Mapping[str, float]:
         try:
             async with asyncio.timeout(self._timeout_s):
                 found = await self._source.attributes(user_id)
-        except TimeoutError:
+        except (TimeoutError, ProfileUnavailable) as exc:
+            self._down_until_ms = self._clock.now_ms() + DOWN_MS
+            if isinstance(exc, ProfileUnavailable):
+                raise
             raise ProfileUnavailable("profile service timed out") from None
         if len(self._entries) >= CACHE_ENTRIES:
             del self._entries[next(iter(self._entries))]

@@ -3,8 +3,8 @@
 ``claim_rule_parts`` gives one ``(zh, en)`` pair per rule a claimant meets: when claims
 are open (windows), where (cities), how much one person may take (money cap). Quotas,
 budgets and audience ranges are the operator's business and say nothing. The campaign
-rule text generator (``gateway/campaigns/rule_text.py``, the redemption work) joins these
-parts after the coupon's own; until it lands, this module stands alone (tested).
+rule text (``gateway/campaigns/rule_text.py``) joins these parts after the coupon's value
+on the campaign's page.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ CAMPAIGNS = [
             stock=4,
             perUserLimit=2,
             exclusionGroup="grp",
+            channelQuotas={"skydrop": 2},  # claim rules in claim.lua (gateway/rules/)
+            dailyBudgetCents=30_000,
             validity={"mode": "end_of_claim_day"},
         )
     ),
@@ -73,18 +75,9 @@ CAMPAIGNS = [
             stock=4,
             perUserLimit=2,
             exclusionGroup="grp",
+            perUserMoneyCapCents=10_000,  # one coupon each, by value
             audience={"tags": ["vip"]},
             validity={"mode": "end_of_claim_day"},
-        )
-    ),
-    decode_spec(  # the claim rules kept in claim.lua (gateway/rules/)
-        spec(
-            id="ruled",
-            stock=8,
-            perUserLimit=3,
-            channelQuotas={"skydrop": 2},
-            perUserMoneyCapCents=20_000,
-            dailyBudgetCents=30_000,
         )
     ),
 ]

@@ -160,3 +160,20 @@ async def test_figures_by_channel(client, ops):
     assert counted("code", "CHANNEL_SOLD_OUT") == 1
     assert counted("other", "ACCEPTED") == 1  # "app" is not one of its channels
     assert counted("app", "ACCEPTED") is None
+
+
+async def test_spending_is_split_by_the_cost_source(client, ops):
+    from tests.helpers import ADMIN_TOKEN
+
+    campaign = await published(
+        ops, stock=10, perUserLimit=5, faceValueCents=999, thresholdCents=5000,
+        cost={"source": "shared", "platformPercent": 30},
+    )  # fmt: skip
+    for _ in range(3):
+        assert (await claim(client, "u1", campaign.id))[0] == 200
+    response = await client.get(
+        f"/admin/campaigns/{campaign.id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    shown = await response.json()
+    assert shown["cost"] == {"source": "shared", "platformPercent": 30}
+    assert shown["live"]["spentByPayerCents"] == {"platform": 899, "merchant": 2098}
