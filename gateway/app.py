@@ -34,6 +34,11 @@ from gateway.channels.redeem import Redeemer
 from gateway.channels.triggers import TriggerRules
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
+from gateway.credit import admin_api as credit_admin
+from gateway.credit import api as credit_api
+from gateway.credit.ledger import Ledger
+from gateway.credit.store import PlanStore
+from gateway.credit.topups import Topups
 from gateway.h5 import api as h5_api
 from gateway.h5 import partners as h5_partners
 from gateway.h5.public import PublicViews
@@ -58,6 +63,10 @@ from gateway.infra.openapi import Operation
 from gateway.infra.persistence import PersistenceGuard
 from gateway.infra.settings import SECRETS, ConfigError, Settings
 from gateway.reasons import Reason
+from gateway.redemption import admin_api as redemption_admin
+from gateway.redemption import api as redemption_api
+from gateway.redemption.sweep import run_sweeper
+from gateway.stats import api as stats_api
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -100,6 +109,11 @@ OPERATIONS: list[Operation] = [
     *h5_partners.OPERATIONS,
     *channels_api.OPERATIONS,
     *channels_admin.OPERATIONS,
+    *redemption_api.OPERATIONS,
+    *redemption_admin.OPERATIONS,
+    *stats_api.OPERATIONS,
+    *credit_api.OPERATIONS,
+    *credit_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -132,10 +146,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         cache_size=settings.token_cache_size,
     )
     app.cleanup_ctx.append(_clients(settings, clock))
+    app.cleanup_ctx.append(stats_api.clients(settings, clock))
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
     app.add_routes(channels_api.routes())
+    app.add_routes(redemption_api.routes())
+    app.add_routes(stats_api.routes())
+    app.add_routes(credit_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -158,6 +176,9 @@ def _admin_app(settings: Settings) -> web.Application:
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
     admin.add_routes(channels_admin.routes())
+    admin.add_routes(redemption_admin.routes())
+    admin.add_routes(stats_api.admin_routes())
+    admin.add_routes(credit_admin.routes())
     return admin
 
 
@@ -178,6 +199,11 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[claim_api.CLAIMS] = claims
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
+        app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, redis, clock, settings)
+        plans = PlanStore(pool)
+        app[credit_admin.PLANS] = plans
+        app[credit_api.LEDGER] = Ledger(pool, clock)
+        app[credit_api.TOPUPS] = Topups(pool, plans, clock)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )
@@ -193,6 +219,11 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             if settings.relay_in_gateway
             else None
         )
+        sweeper = (  # lock and coupon expiries recorded (gateway/redemption/sweep.py)
+            asyncio.create_task(run_sweeper(pool, clock, settings.sweep_every_s, stop))
+            if settings.sweep_every_s
+            else None
+        )
         app[READY]["ready"] = True
         try:
             yield
@@ -202,6 +233,8 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
                 await relay  # finishes its batch: what Kafka acknowledged is acked
             await events
             await watch
+            if sweeper is not None:
+                await sweeper
             await pool.close()
             await claims.aclose()
             await claim_redis.aclose()

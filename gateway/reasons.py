@@ -42,6 +42,20 @@ class Reason(enum.StrEnum):
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     CLIENT_CLOSED = "CLIENT_CLOSED"
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    # Using a coupon (gateway/redemption/, codes 30-49).
+    COUPON_NOT_FOUND = "COUPON_NOT_FOUND"
+    COUPON_LOCKED = "COUPON_LOCKED"
+    COUPON_USED = "COUPON_USED"
+    COUPON_EXPIRED = "COUPON_EXPIRED"
+    COUPON_VOIDED = "COUPON_VOIDED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+    NOT_STACKABLE = "NOT_STACKABLE"
+    ORDER_MISMATCH = "ORDER_MISMATCH"
+    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    ORDER_STATE = "ORDER_STATE"
+    LOCK_EXPIRED = "LOCK_EXPIRED"
+    REFUND_TOO_LARGE = "REFUND_TOO_LARGE"
+    REFUND_MISMATCH = "REFUND_MISMATCH"
     # Claim rules (gateway/rules/, codes 55-59)
     CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
     DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
@@ -51,6 +65,16 @@ class Reason(enum.StrEnum):
     CODE_INVALID = "CODE_INVALID"
     CODE_MISTYPED = "CODE_MISTYPED"
     CODE_LOCKED = "CODE_LOCKED"
+    # Shopping credit (gateway/credit/), codes 60-69.
+    INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
+    UNKNOWN_CREDIT_PLAN = "UNKNOWN_CREDIT_PLAN"
+    UNKNOWN_TOPUP = "UNKNOWN_TOPUP"
+    PAYMENT_MISMATCH = "PAYMENT_MISMATCH"
+    UNKNOWN_CREDIT_HOLD = "UNKNOWN_CREDIT_HOLD"
+    CREDIT_HOLD_CLOSED = "CREDIT_HOLD_CLOSED"
+    WITHDRAWAL_NOT_ALLOWED = "WITHDRAWAL_NOT_ALLOWED"
+    TOPUP_OUT_OF_RANGE = "TOPUP_OUT_OF_RANGE"
+    CREDIT_PLAN_INACTIVE = "CREDIT_PLAN_INACTIVE"
 
     @property
     def code(self) -> int:
@@ -126,6 +150,35 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
     # (nginx's "client closed request"), a client error, so it never trips a 5xx alert.
     (Reason.CLIENT_CLOSED, 26, 499, "The client closed the connection mid-request."),
     (Reason.ORIGIN_NOT_ALLOWED, 27, HTTPStatus.FORBIDDEN, "This origin may not call the API."),
+    # Using a coupon (gateway/redemption/): codes 30-49.
+    (Reason.COUPON_NOT_FOUND, 30, HTTPStatus.NOT_FOUND, "You hold no such coupon."),
+    (Reason.COUPON_LOCKED, 31, HTTPStatus.CONFLICT, "The coupon is held by another order."),
+    (Reason.COUPON_USED, 32, HTTPStatus.CONFLICT, "The coupon was already used."),
+    (Reason.COUPON_EXPIRED, 33, HTTPStatus.CONFLICT, "The coupon has expired."),
+    (Reason.COUPON_VOIDED, 34, HTTPStatus.CONFLICT, "The coupon was voided."),
+    (Reason.NOT_APPLICABLE, 35, HTTPStatus.CONFLICT, "The coupon does not apply to this order."),
+    (Reason.NOT_STACKABLE, 36, HTTPStatus.CONFLICT, "These coupons cannot be used together."),
+    (
+        Reason.ORDER_MISMATCH,
+        37,
+        HTTPStatus.CONFLICT,
+        "This orderId was already used with other coupons or another amount.",
+    ),
+    (Reason.ORDER_NOT_FOUND, 38, HTTPStatus.NOT_FOUND, "No coupon is locked to this order."),
+    (Reason.ORDER_STATE, 39, HTTPStatus.CONFLICT, "The order's state does not allow this."),
+    (Reason.LOCK_EXPIRED, 40, HTTPStatus.CONFLICT, "The order's lock expired; lock again."),
+    (
+        Reason.REFUND_TOO_LARGE,
+        41,
+        HTTPStatus.CONFLICT,
+        "The refund is more than what was paid and not yet refunded.",
+    ),
+    (
+        Reason.REFUND_MISMATCH,
+        42,
+        HTTPStatus.CONFLICT,
+        "This refundId was already used with another amount.",
+    ),
     # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
     (
         Reason.CHANNEL_SOLD_OUT,
@@ -145,6 +198,36 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         HTTPStatus.CONFLICT,
         "You reached the most coupon value allowed.",
     ),
+    # Shopping credit (gateway/credit/).
+    (Reason.INSUFFICIENT_CREDIT, 60, HTTPStatus.CONFLICT, "Not enough shopping credit."),
+    (Reason.UNKNOWN_CREDIT_PLAN, 61, HTTPStatus.NOT_FOUND, "No such credit plan."),
+    (Reason.UNKNOWN_TOPUP, 62, HTTPStatus.NOT_FOUND, "No such top-up."),
+    (
+        Reason.PAYMENT_MISMATCH,
+        63,
+        HTTPStatus.CONFLICT,
+        "This payment does not match its top-up (amount, or already paid by another).",
+    ),
+    (Reason.UNKNOWN_CREDIT_HOLD, 64, HTTPStatus.NOT_FOUND, "No credit is held for this order."),
+    (
+        Reason.CREDIT_HOLD_CLOSED,
+        65,
+        HTTPStatus.CONFLICT,
+        "The credit of this order was already released, confirmed or refunded.",
+    ),
+    (
+        Reason.WITHDRAWAL_NOT_ALLOWED,
+        66,
+        HTTPStatus.FORBIDDEN,
+        "This credit plan does not allow withdrawals.",
+    ),
+    (
+        Reason.TOPUP_OUT_OF_RANGE,
+        67,
+        HTTPStatus.CONFLICT,
+        "The amount is outside what this credit plan takes.",
+    ),
+    (Reason.CREDIT_PLAN_INACTIVE, 68, HTTPStatus.CONFLICT, "This credit plan is closed."),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
     # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
     (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),

@@ -105,6 +105,7 @@ def settings(redis_server: RedisServer, database_url: str) -> Settings:
         campaign_cache_ms=0,
         sold_out_cache_ms=0,
         relay_in_gateway=False,
+        sweep_every_s=0,  # tests of the redemption sweeper start it themselves
     )
 
 

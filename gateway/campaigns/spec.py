@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gateway.campaigns.pages import PageSetup
+from gateway.campaigns.usage import UsageRules, usage_violations
 from gateway.identifiers import AttributeName, CampaignId, Label
 from gateway.rules.spec import (
     MAX_ATTRIBUTES,
@@ -127,6 +128,8 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     exclusion_group: Label | None = None
     channels: list[Label] = msgspec.field(default_factory=list)  # empty: every channel
     pages: PageSetup = msgspec.field(default_factory=PageSetup)  # the H5 page's copy, per channel
+    # Where, when and with what a claimed coupon may be used (gateway/campaigns/usage.py).
+    usage: UsageRules = msgspec.field(default_factory=UsageRules)
     # Claim rules (issue 10 items 5-8): gateway/rules/.
     windows: ClaimWindows | None = None
     channel_quotas: Annotated[dict[Label, Count], msgspec.Meta(max_length=64)] = msgspec.field(
@@ -227,6 +230,7 @@ def _rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
             found.append(("validity.validUntil", "must be after validFrom"))
         if spec.validity.valid_until <= spec.starts_at:
             found.append(("validity.validUntil", "must be after startsAt"))
+    found.extend(usage_violations(spec.usage))
     return found
 
 

@@ -98,6 +98,8 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
+        # Redemption: each claim's user's recent claims (KEYS[12+n+i], after the replay keys).
+        names += [self.keys.recent(claim.user_id) for claim in self.claims]
         if any(claim.code for claim in self.claims):  # redeem codes: one key, n more ARGV
             names.append(self.keys.codes)
             args += [claim.code for claim in self.claims]
@@ -177,3 +179,30 @@ class ClaimScript:
         if self._wire is not None:
             return await self._wire.evalsha(self._lean, list(keys), list(args))
         return await self._script(keys, args)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentClaim:
+    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+i]): what
+    the wallet and a lock need of a coupon whose row has not reached PostgreSQL yet."""
+
+    coupon_id: str
+    device_id: str
+    request_id: str
+    channel: str
+    value_cents: int
+    claimed_at_ms: int
+    expires_at_ms: int
+
+    def encode(self) -> str:
+        """The stored form (the hash field's value; the coupon id is the field)."""
+        return (
+            f"{self.device_id}\t{self.request_id}\t{self.channel}\t{self.value_cents}"
+            f"\t{self.claimed_at_ms}\t{self.expires_at_ms}"
+        )
+
+    @classmethod
+    def parse(cls, coupon_id: str, text: str) -> RecentClaim:
+        """Read a stored record."""
+        device, request, channel, value, at, expires = text.split("\t")
+        return cls(coupon_id, device, request, channel, int(value), int(at), int(expires))

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.campaigns.pages import PageCopy
+from gateway.campaigns.rule_text import RuleText, rule_text
 from gateway.campaigns.spec import Campaign
-from gateway.h5.rule_text import RuleText, minimal_rule_text
 from gateway.infra.clock import Clock
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
 from gateway.rules.windows import WindowClock
@@ -223,7 +223,7 @@ class PublicViews:
             end_ms=int(end),
             stock=int(stock or 0),
             left=left,
-            rule_text=minimal_rule_text(campaign),
+            rule_text=rule_text(campaign),
             windows=(
                 WindowClock(campaign.windows, campaign.zone, int(start), int(end))
                 if campaign.windows is not None

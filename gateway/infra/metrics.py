@@ -158,6 +158,20 @@ VOLATILE_REDIS_ALLOWED = Gauge(
 )
 
 
+# Shopping credit: set by the reconciler (``flashclaim reconcile --every``) each round.
+CREDIT_DIFFERENCE = Gauge(
+    "flashclaim_credit_difference_cents",
+    "Cents by which credit balances and the journal disagree (0: the ledger is whole).",
+    multiprocess_mode="mostrecent",
+)
+CREDIT_LIABILITY = Gauge(
+    "flashclaim_credit_liability_cents",
+    "Shopping credit users hold, by kind (principal, bonus, held for orders).",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+
+
 def exposition_registry(metrics_dir: str) -> CollectorRegistry:
     """The registry ``/metrics`` serves: all workers' files in multiprocess mode."""
     if not metrics_dir:
@@ -176,3 +190,41 @@ def child(metric: Any, *values: object) -> Any:
     reasons, route templates, statuses), so the cache stays small.
     """
     return metric.labels(*values)
+
+
+# Using a coupon (gateway/redemption/).
+COUPON_USES = Counter(
+    "flashclaim_coupon_uses_total",
+    "Wallet, quote, lock, confirm, cancel and refund requests answered, by operation and"
+    " outcome (LOCKED, CONFIRMED, ... or the refusal's reason).",
+    ["operation", "outcome"],
+)
+for _operation, _outcome in (("lock", "LOCKED"), ("confirm", "CONFIRMED"),
+                             ("cancel", "CANCELLED"), ("refund", "REFUNDED")):  # fmt: skip
+    COUPON_USES.labels(_operation, _outcome)  # exported at 0 from the start, for the panels
+DISCOUNT_CENTS = Counter(
+    "flashclaim_discount_cents_total",
+    "Discount money of confirmed orders, in cents (refunds not subtracted).",
+)
+WRITE_THROUGHS = Counter(
+    "flashclaim_coupon_write_throughs_total",
+    "Claimed coupons a lock stored itself before the consumer did (the consumer's insert"
+    " then counts a duplicate): each coupon is stored once.",
+)
+LOCK_EXPIRIES = Counter(
+    "flashclaim_lock_expiries_total",
+    "Orders whose coupon lock ran out before a confirm or cancel (released by time).",
+)
+QUOTE_SECONDS = Histogram(
+    "flashclaim_quote_duration_seconds",
+    "Time to answer a checkout quote (read the wallet, judge, find the best combination).",
+    buckets=LATENCY_BUCKETS,
+)
+
+# Statistics (gateway/stats/) ---------------------------------------------------------------
+
+EXPOSURES = Counter(
+    "flashclaim_exposures_total",
+    "Views of published campaigns reported by front-ends (POST /api/exposures), counted.",
+    ["campaign"],
+)

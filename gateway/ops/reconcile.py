@@ -37,11 +37,13 @@ from gateway.campaigns.ops import keys_of
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.script import ReplayRecord
+from gateway.credit import reconcile as credit
 from gateway.infra import probes
 from gateway.infra.clients import claims_consumer, open_clients
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.ops.recover import outbox_claims
+from gateway.redemption.ledger import UseReport, use_report
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class CampaignReport:
     rows: int
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    use: UseReport = field(default_factory=UseReport)  # after the claim (gateway/redemption/)
 
     @property
     def drift(self) -> float:
@@ -73,7 +76,8 @@ class CampaignReport:
     @property
     def alarm(self) -> bool:
         """Whether this campaign needs a human."""
-        return self.drift > DRIFT_ALARM or self.oversold or bool(self.missing or self.extra)
+        found = self.drift > DRIFT_ALARM or self.oversold or bool(self.missing or self.extra)
+        return found or self.use.alarm
 
 
 async def reconcile_campaign(
@@ -81,6 +85,14 @@ async def reconcile_campaign(
 ) -> CampaignReport:
     """Compare Redis, the outbox and PostgreSQL for one campaign (``ids=False``: the
     counts only, without reading every coupon id)."""
+    report = await _claims(pool, redis, campaign, ids=ids)
+    report.use = await use_report(pool, campaign.id, campaign.budget_cents)
+    return report
+
+
+async def _claims(
+    pool: asyncpg.Pool, redis: Redis, campaign: Campaign, *, ids: bool
+) -> CampaignReport:
     keys = keys_of(campaign)
     issued = int(await redis.hget(keys.counters, "issued") or 0)
     stock = int(await redis.hget(keys.config, "stock") or campaign.stock)
@@ -162,6 +174,14 @@ def render(reports: list[CampaignReport], lag: int | None) -> str:
             f"{r.campaign_id:<28}{r.stock:>9}{r.issued:>9}{r.outbox:>8}{r.rows:>9}"
             f"{r.drift:>9.3%}{len(r.missing):>9}{len(r.extra):>7}  {verdict}"
         )
+        u = r.use
+        lines.append(
+            f"  use: locked {u.locked}, used {u.used}, refunded {u.refunded}, expired"
+            f" {u.expired}, voided {u.voided}, discount {u.discount_cents} cents"
+            + (f" of a {u.budget_cents} budget" if u.budget_cents is not None else "")
+            + f", drift {u.drift:.3%}"
+            + (" OVER BUDGET" if u.over_budget else " DRIFT" if u.alarm else "")
+        )
         lines += [f"  missing {coupon}" for coupon in r.missing[:20]]
         lines += [f"  extra   {coupon}" for coupon in r.extra[:20]]
     if lag is not None:
@@ -175,7 +195,14 @@ def render(reports: list[CampaignReport], lag: int | None) -> str:
 def to_json(reports: list[CampaignReport], lag: int | None) -> bytes:
     """The figures as one JSON document (``--json``)."""
     campaigns = [
-        {**asdict(r), "drift": r.drift, "oversold": r.oversold, "alarm": r.alarm} for r in reports
+        {
+            **asdict(r),
+            "drift": r.drift,
+            "oversold": r.oversold,
+            "alarm": r.alarm,
+            "useDrift": r.use.drift,
+        }
+        for r in reports
     ]
     return orjson.dumps(
         {"campaigns": campaigns, "kafkaLag": lag, "alarm": any(r.alarm for r in reports)},
@@ -192,6 +219,16 @@ class Figures:
         "flashclaim_reconcile_rows": ("Coupons stored in PostgreSQL.", "rows"),
         "flashclaim_reconcile_outbox": ("Claims waiting in the outbox.", "outbox"),
         "flashclaim_reconcile_stock": ("Stock of the campaign.", "stock"),
+        "flashclaim_reconcile_used": ("Coupons used (PostgreSQL).", "use.used"),
+        "flashclaim_reconcile_locked": ("Coupons locked to orders.", "use.locked"),
+        "flashclaim_reconcile_refunded": ("Coupons refunded, wholly or in part.", "use.refunded"),
+        "flashclaim_reconcile_expired": ("Coupons recorded expired.", "use.expired"),
+        "flashclaim_reconcile_voided": ("Coupons voided by operators.", "use.voided"),
+        "flashclaim_reconcile_discount_cents": ("Discount money spent.", "use.discount_cents"),
+        "flashclaim_reconcile_use_drift_ratio": (
+            "Coupons whose row disagrees with their audit trail, as a share.",
+            "use.drift",
+        ),
     }
 
     def __init__(self) -> None:
@@ -208,7 +245,10 @@ class Figures:
         for name, (doc, attribute) in self._FIGURES.items():
             family = GaugeMetricFamily(name, doc, labels=["campaign"])
             for report in self.reports:
-                family.add_metric([report.campaign_id], float(getattr(report, attribute)))
+                value: object = report
+                for part in attribute.split("."):
+                    value = getattr(value, part)
+                family.add_metric([report.campaign_id], float(value))  # type: ignore[arg-type]
             yield family
         alarm = GaugeMetricFamily(
             "flashclaim_reconcile_alarm",
@@ -271,6 +311,18 @@ def watch(settings: Settings, *, every_s: float, with_kafka: bool = True) -> int
     return 0
 
 
+async def _credit(pool: asyncpg.Pool) -> None:
+    """The shopping-credit ledger's figures, in the same round (gateway/credit/)."""
+    try:
+        report = await credit.reconcile(pool)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log.warning("credit reconciliation failed (%s)", exc)
+        return
+    credit.publish(report)
+    if not report.ok:
+        log.warning("credit ledger difference: %s", credit.render(report))
+
+
 async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kafka: bool) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -285,6 +337,7 @@ async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kaf
                 log.warning("reconciliation failed (%s); the figures keep their last values", exc)
             else:
                 figures.update(reports, lag, time.time())
+                await _credit(opened.pool)
                 for report in reports:
                     if report.alarm:
                         log.warning("reconciliation alarm: %s", asdict(report))

@@ -33,7 +33,7 @@ from gateway.campaigns.ops import CampaignOps, keys_of
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.events import ClaimEvent
-from gateway.claim.script import ReplayRecord
+from gateway.claim.script import RecentClaim, ReplayRecord
 from gateway.infra.clients import open_clients
 from gateway.infra.clock import Clock, SystemClock, day_of
 from gateway.infra.console import progress
@@ -104,6 +104,7 @@ async def recover(
     waiting = [c for c in await outbox_claims(redis, campaign) if c.coupon_id not in stored]
     claims = [*stored.values(), *waiting]
     await _rewrite(redis, campaign, claims, clock.now_ms(), settings)
+    await _remember_waiting(redis, campaign, waiting, clock.now_ms(), settings.replay_ttl_s)
     await ops.publish(campaign.id)  # config from the record, status as recorded, announced
     stock = int(await redis.hget(keys.config, "stock") or 0)
     return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock)
@@ -183,6 +184,25 @@ def _replay_and_hold(
         pipe.set(keys.request(claim.request_id), record.encode(), ex=left_s)
     if campaign.exclusion_group and claim.expires_at_ms > now_ms:
         pipe.hset(keys.holds, claim.user_id, f"{campaign.id}:{claim.expires_at_ms}")
+
+
+async def _remember_waiting(
+    redis: Redis, campaign: Campaign, waiting: list[ClaimEvent], now_ms: int, replay_ttl_s: int
+) -> None:
+    """The users' recent claims (redemption) of claims not stored yet, so their coupons stay
+    usable at once: ``claim.lua`` wrote them, the lost Redis forgot them."""
+    keys = keys_of(campaign)
+    async with redis.pipeline(transaction=False) as pipe:
+        for claim in waiting:
+            left_s = replay_ttl_s - (now_ms - claim.claimed_at_ms) // 1000
+            if left_s <= 0:
+                continue
+            record = RecentClaim(claim.coupon_id, claim.device_id, claim.request_id,
+                                 claim.channel, claim.value_cents, claim.claimed_at_ms,
+                                 claim.expires_at_ms)  # fmt: skip
+            pipe.hset(keys.recent(claim.user_id), claim.coupon_id, record.encode())
+            pipe.expire(keys.recent(claim.user_id), left_s)
+        await pipe.execute()
 
 
 def _any(counts: Counter[str]) -> Mapping[Any, Any]:

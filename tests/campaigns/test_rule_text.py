@@ -1,13 +1,15 @@
-"""The page's minimal rule text: value, threshold and validity, in Chinese and English."""
+"""A campaign's rule text: value, usage rules and validity, in Chinese and English."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import msgspec
 import pytest
 
+from gateway.campaigns.rule_text import rule_text, yuan
 from gateway.campaigns.spec import Campaign
-from gateway.h5.rule_text import minimal_rule_text, yuan
-from tests.helpers import spec
+from tests.helpers import SHANGHAI, spec
 
 
 def campaign(**overrides) -> Campaign:
@@ -73,7 +75,7 @@ def campaign(**overrides) -> Campaign:
     ],
 )
 def test_rule_text_says_value_threshold_and_validity(fields, zh, en):
-    text = minimal_rule_text(campaign(**fields))
+    text = rule_text(campaign(**fields))
     assert (text.zh, text.en) == (zh, en)
 
 
@@ -84,7 +86,7 @@ def test_fixed_dates_are_the_campaigns_calendar_days():
         "validFrom": "2026-11-10T16:00:00Z",
         "validUntil": "2026-11-20T16:30:00Z",
     }
-    assert "2026-11-11至2026-11-21" in minimal_rule_text(campaign(validity=validity)).zh
+    assert "2026-11-11至2026-11-21" in rule_text(campaign(validity=validity)).zh
 
 
 @pytest.mark.parametrize(
@@ -92,3 +94,51 @@ def test_fixed_dates_are_the_campaigns_calendar_days():
 )
 def test_yuan_from_integer_cents(cents, text):
     assert yuan(cents) == text
+
+
+def test_usage_rules_are_spelled_out_and_a_coupon_shows_its_own_expiry():
+    """The documents' example: 满200减30 · 仅限数码 · 不与其他券同享 · 11月18日 24:00 前有效."""
+    usage = {"scope": {"categories": ["digital"]}, "stacking": "exclusive"}
+    c = campaign(faceValueCents=3000, thresholdCents=20000, usage=usage)
+    midnight = int(datetime(2026, 11, 19, tzinfo=SHANGHAI).timestamp() * 1000)
+    text = rule_text(c, expires_at_ms=midnight)
+    assert text.zh == "满¥200减¥30，仅限digital，不与其他券同享，11月18日24:00前有效。"
+    assert text.en == (
+        "¥30 off orders of ¥200 or more; only on digital;"
+        " not combinable with other coupons; valid until Nov 18, 24:00."
+    )
+
+
+def test_every_usage_rule_has_words():
+    usage = {
+        "scope": {"brands": ["acme"], "excludeSkus": ["sku-1"]},
+        "channels": ["app", "mini_program"],
+        "cities": ["shanghai"],
+        "hours": [{"start": "07:00", "end": "09:30"}],
+        "newUsersOnly": True,
+        "tier": "shop",
+        "refund": "keep",
+    }
+    text = rule_text(campaign(usage=usage))
+    for words in (
+        "仅限acme",
+        "sku-1除外",
+        "限App、小程序下单使用",
+        "限shanghai使用",
+        "每日07:00-09:30可用",
+        "仅限新用户使用",
+        "店铺券，每单限用1张",
+        "退款不退券",
+    ):
+        assert words in text.zh
+    for words in (
+        "only on acme",
+        "not on sku-1",
+        "the mini program",
+        "in shanghai only",
+        "usable 07:00-09:30 daily",
+        "new users only",
+        "a shop coupon",
+        "refund",
+    ):
+        assert words in text.en

@@ -1,0 +1,93 @@
+"""The sweeper, voids and expiry reminders: each transition recorded once, with its event."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from gateway.infra.clock import ManualClock
+from gateway.redemption import orders
+from gateway.redemption.cart import UseRequest
+from gateway.redemption.operators import expiring, void_coupons
+from gateway.redemption.sweep import Swept, run_sweeper, sweep
+from tests.helpers import ADMIN_TOKEN, T0_MS
+from tests.redemption.conftest import use_body
+
+NOW = T0_MS + 3_600_000
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def lock(pool, order: str, coupons: list[str], now_ms: int = NOW) -> None:
+    async with pool.acquire() as conn:
+        await orders.lock(conn, "u1", msgspec.convert(use_body(order, coupons), UseRequest),
+                          now_ms=now_ms, ttl_ms=900_000, new_user=False)  # fmt: skip
+
+
+async def transitions(pool) -> list[str]:
+    rows = await pool.fetch("SELECT transition FROM coupon_events ORDER BY event_id")
+    return [r["transition"] for r in rows]
+
+
+async def test_the_sweeper_records_lock_and_coupon_expiries_once(orders_pool, make_campaign, give):
+    campaign = await make_campaign()
+    locked = await give(campaign)
+    short = await give(campaign, expires_ms=NOW + 60_000)
+    await lock(orders_pool, "o-1", [locked])
+    assert await sweep(orders_pool, NOW) == Swept(0, 0)
+    swept = await sweep(orders_pool, NOW + 900_000)
+    assert (swept.locks_expired, swept.coupons_expired) == (1, 1)
+    assert await sweep(orders_pool, NOW + 900_000) == Swept(0, 0)
+    statuses = dict(await orders_pool.fetch("SELECT coupon_id::text, status FROM coupons"))
+    assert statuses == {locked: "unused", short: "expired"}
+    assert await transitions(orders_pool) == ["lock", "lock_expire", "expire"]
+    order = await orders_pool.fetchval("SELECT status FROM coupon_orders")
+    assert order == "expired"
+
+
+async def test_the_gateway_sweeper_runs_on_the_clock(orders_pool, make_campaign, give):
+    coupon = await give(await make_campaign())
+    await lock(orders_pool, "o-1", [coupon])
+    clock = ManualClock(NOW + 900_000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sweeper(orders_pool, clock, 0.05, stop))
+    for _ in range(100):
+        if await orders_pool.fetchval("SELECT status FROM coupon_orders") == "expired":
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert await transitions(orders_pool) == ["lock", "lock_expire"]
+
+
+async def test_void_takes_only_unused_coupons(orders_pool, make_campaign, give):
+    campaign = await make_campaign()
+    unused, held = await give(campaign), await give(campaign)
+    await lock(orders_pool, "o-1", [held])
+    assert await void_coupons(orders_pool, NOW, "fraud", campaign_id=campaign.id) == 1
+    assert await void_coupons(orders_pool, NOW, "again", coupon_id=unused) == 0
+    statuses = dict(await orders_pool.fetch("SELECT coupon_id::text, status FROM coupons"))
+    assert statuses == {unused: "voided", held: "locked"}
+    reason = await orders_pool.fetchval("SELECT void_reason FROM coupons WHERE status = 'voided'")
+    assert reason == "fraud"
+
+
+async def test_void_through_the_admin_api(client, orders_pool, make_campaign, give, clock):
+    clock.set(NOW)
+    coupon = await give(await make_campaign())
+    response = await client.post(f"/admin/coupons/{coupon}/void", json={"reason": "typo"},
+                                 headers=ADMIN)  # fmt: skip
+    assert (response.status, await response.json()) == (200, {"code": 0, "voided": 1})
+    wallet = await (await client.get("/api/coupons", headers={"Authorization": "Bearer x"})).json()
+    assert wallet["reason"] == "UNAUTHORIZED"
+    response = await client.post("/admin/coupons/nope/void", json={"reason": "x"}, headers=ADMIN)
+    assert response.status == 404
+
+
+async def test_expiring_lists_unused_coupons_soonest_first(orders_pool, make_campaign, give):
+    campaign = await make_campaign()
+    later = await give(campaign, expires_ms=NOW + 20 * 3_600_000)
+    sooner = await give(campaign, expires_ms=NOW + 3_600_000)
+    await give(campaign, expires_ms=NOW + 48 * 3_600_000)
+    found = await expiring(orders_pool, NOW, 24 * 3_600_000)
+    assert [c.coupon_id for c in found] == [sooner, later]
