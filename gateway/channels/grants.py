@@ -141,6 +141,7 @@ class Triggers:
                 derived_request_id("sd", open_.request_id, rule.rule_id),
                 open_.device_id,
                 "skydrop",
+                open_.city,  # campaigns that take the city from the request judge it
             )
             outcome = await self._claims.claim(who, request, ip)
             grant = _grant(rule.rule_id, rule.campaign_id, outcome)

@@ -51,3 +51,58 @@ async def test_bind_shows_progress_and_prints_the_counts(settings, ops, tmp_path
     assert len(report.read_text().splitlines()) == 51
     status = flashclaim(env, "bind", "--status", "--job", f"cli-{campaign.id}")
     assert json.loads(status.stdout)["status"] == "done"
+
+
+async def test_bind_killed_mid_job_resumes_nobody_twice_exact_stock(
+    settings, ops, pool, redis, tmp_path
+):
+    import asyncio
+    import signal
+    import sys
+    from collections import Counter
+
+    from gateway.campaigns.ops import keys_of
+    from tests.channels.conftest import outbox_users
+
+    campaign = await published(ops, stock=12_000, perUserLimit=5, **open_now())
+    users = tmp_path / "users.csv"
+    users.write_text("".join(f"k{i}\n" for i in range(20_000)))
+    report, job = tmp_path / "report.csv", f"kill-{campaign.id}"
+    args = [
+        "bind",
+        campaign.id,
+        str(users),
+        "--job",
+        job,
+        "--report",
+        str(report),
+        "--batch",
+        "500",
+    ]
+    env = child_env(settings)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            done = await pool.fetchval("SELECT done FROM bind_jobs WHERE job_id = $1", job)
+            if done and done >= 2_000:
+                break
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGKILL)  # mid-job: no clean-up of any kind
+    finally:
+        await asyncio.wait_for(process.wait(), 30)
+    killed_at = await pool.fetchval("SELECT done FROM bind_jobs WHERE job_id = $1", job)
+    assert 2_000 <= killed_at < 20_000
+
+    resumed = flashclaim(env, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["reasons"] == {"ACCEPTED": 12_000, "SOLD_OUT": 8_000}
+    keys = keys_of(campaign)
+    assert int(await redis.hget(keys.counters, "issued")) == 12_000
+    winners = await outbox_users(redis, keys.outbox)
+    assert len(winners) == 12_000
+    assert max(Counter(winners).values()) == 1
+    lines = report.read_text().splitlines()[1:]
+    assert [line.split(",")[0] for line in lines] == [f"k{i}" for i in range(20_000)]

@@ -194,7 +194,7 @@ async def test_the_client_module_retries_what_is_transient_and_nothing_else(clie
     final = [
         [r.value, r.status]
         for r in Reason
-        if r.status < 500 and r not in (Reason.RATE_LIMITED, Reason.NOT_STARTED)
+        if r.status < 500 and r not in (Reason.RATE_LIMITED, Reason.NOT_STARTED, Reason.CODE_LOCKED)
     ]
     result = await page.evaluate(
         """async ([moduleUrl, deadUrl, final]) => {
@@ -211,6 +211,7 @@ async def test_the_client_module_retries_what_is_transient_and_nothing_else(clie
             network: [network.reason, network.status, network.attempts], slept,
             final: final.map(([reason, status]) => at(status, reason)),
             rateLimited: [at(429, "RATE_LIMITED", 1000), at(429, "RATE_LIMITED", 1000, 0, () => 1)],
+            codeLocked: at(429, "CODE_LOCKED", 900000),
             notStarted: [at(409, "NOT_STARTED", 300), at(409, "NOT_STARTED", 20000)],
             unavailable: [
               at(503, "UNAVAILABLE", null, 3, () => 1), at(503, "UNAVAILABLE", null, 30, () => 1),
@@ -233,6 +234,7 @@ async def test_the_client_module_retries_what_is_transient_and_nothing_else(clie
     assert result["slept"] == [200, 400, 800]  # exponential, full jitter (random() = 1)
     assert result["final"] == [None] * len(final)
     assert result["rateLimited"] == [1000, 1200]
+    assert result["codeLocked"] is None  # a lockout's wait is far past maxWaitMs: final
     assert result["notStarted"] == [300, None]  # too long a wait: the countdown's job
     assert result["unavailable"] == [1600, 5000]  # capped
     assert result["waits"] == [2000, 150, None]
