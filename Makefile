@@ -62,6 +62,7 @@ bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs C
 	$(BIN)/python -m bench.claim_bench
 	$(BIN)/python -m bench.e2e_bench
 	$(BIN)/python -m bench.public_bench
+	$(BIN)/python -m bench.channels_bench
 	$(BIN)/python -m bench.redemption_bench
 
 clean:

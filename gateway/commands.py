@@ -184,6 +184,45 @@ def _campaign(settings: Settings, args: argparse.Namespace) -> int:
     return _sync(commands.lifecycle)(settings, action, args.id)
 
 
+def _codes(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import commands
+
+    return _sync(commands.generate_codes)(settings, args.id, args.count, args.out)
+
+
+def _bind(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import commands
+
+    if args.status:
+        return _sync(commands.status)(settings, args.job)
+    if not args.id or not args.users:
+        print("flashclaim bind: CAMPAIGN and USERS are required (or --status)", file=sys.stderr)
+        return 2
+    report = args.report or f"{args.job}.report.csv"
+    return _sync(commands.bind)(settings, args.id, args.users, args.job, report, args.batch)
+
+
+def _events(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import event_consumer
+
+    return event_consumer.main(settings)
+
+
+def _codes_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="CAMPAIGN", help="the campaign (published)")
+    parser.add_argument("--count", type=int, required=True, help="how many codes (1-1000000)")
+    parser.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+
+
+def _bind_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="CAMPAIGN", nargs="?", help="the campaign")
+    parser.add_argument("users", metavar="USERS", nargs="?", help="CSV, first column user ids")
+    parser.add_argument("--job", required=True, help="job id: the same id resumes the job")
+    parser.add_argument("--report", default="", help="report CSV (default JOB.report.csv)")
+    parser.add_argument("--batch", type=int, default=2000, help="users per checkpoint")
+    parser.add_argument("--status", action="store_true", help="only print the job's progress")
+
+
 def _sweep(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.redemption import commands
 
@@ -332,6 +371,16 @@ COMMANDS = [
             "Refuses what the gateway would refuse: a malformed user id, a level outside"
             " 0-100, malformed tags, a ttl under a second.", ("jwt_secret",),
             ("JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"), _token_flags),
+    Command("codes", _codes, "generate redeem codes for a campaign, as CSV",
+            "Only keyed hashes of the codes are kept: the CSV is their only copy.",
+            (), ("REDIS_URL", "DATABASE_URL", "CODE_SECRET"), _codes_flags),
+    Command("bind", _bind, "give a campaign's coupon to every user of a CSV (resumable)",
+            "Through the claim path in batches; the same --job resumes after a crash and"
+            " gives nobody a second coupon. Progress bar on stderr, counts as JSON on stdout.",
+            (), ("REDIS_URL", "DATABASE_URL", "REPLAY_TTL_S"), _bind_flags),
+    Command("events", _events, "grant coupons for events from the events topic until SIGTERM",
+            "Each event id grants at most once per trigger rule.", (),
+            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL")),
     Command("sweep", _sweep, "record coupon lock expiries and coupon expiries",
             "Each gateway worker sweeps every FLASHCLAIM_SWEEP_EVERY_S; this runs one pass"
             " (or --every S) where that is off. Readers never wait for it: a coupon past its"

@@ -126,6 +126,34 @@ class CampaignKeys:
         (``claim.lua`` writes it with the replay TTL; the wallet and the lock read it)."""
         return f"{self.base}:recent:{user_id}"
 
+    @property
+    def codes(self) -> str:
+        """Hash: keyed hash of a redeem code -> "" while unused, ``<user>\t<requestId>``
+        once redeemed (written by ``claim.lua`` in the claim's own step)."""
+        return f"{self.base}:codes"
+
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"
+
+
+# Channels (gateway/channels/): redeem codes and automatic triggers.
+
+#: Hash: keyed hash of a redeem code -> its campaign id (where to look it up).
+CODE_INDEX = f"{PREFIX}:codes"
+
+
+def code_failures(kind: str, who: str) -> str:
+    """String: failed redeem attempts of a user, device or IP (``kind``) in the window."""
+    return f"{PREFIX}:codefail:{kind}:{who}"
+
+
+def code_lock(kind: str, who: str) -> str:
+    """String, expiring: set while a user, device or IP is locked out of redeeming."""
+    return f"{PREFIX}:codelock:{kind}:{who}"
+
+
+def skydrop_opens(user_id: str) -> str:
+    """Hash: ``opens`` -> the user's app opens counted so far, ``r:<requestId>`` -> which
+    open that request was (a retried open keeps its number; "first N opens" rules)."""
+    return f"{PREFIX}:skydrop:{{{user_id}}}"

@@ -61,6 +61,10 @@ class Reason(enum.StrEnum):
     DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
     USER_MONEY_LIMIT = "USER_MONEY_LIMIT"
     INTERNAL = "INTERNAL"
+    # Redeem codes (gateway/channels/): 17 is claim.lua's, 50-54 the gateway's.
+    CODE_INVALID = "CODE_INVALID"
+    CODE_MISTYPED = "CODE_MISTYPED"
+    CODE_LOCKED = "CODE_LOCKED"
 
     @property
     def code(self) -> int:
@@ -185,6 +189,20 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         "You reached the most coupon value allowed.",
     ),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
+    # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
+    (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),
+    (
+        Reason.CODE_MISTYPED,
+        50,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This is not a code: check it for a typo.",
+    ),
+    (
+        Reason.CODE_LOCKED,
+        51,
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "Too many wrong codes; try again later.",
+    ),
 ]
 
 _CODES = {reason: code for reason, code, _, _ in _TABLE}

@@ -28,7 +28,7 @@
     KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
     KEYS[12] daily_money  string cents of coupon value issued today
     KEYS[12+i]            string replay record of claim i's requestId
-    KEYS[12+n+i]          hash   claim i's user's recent claims, couponId -> RecentClaim
+    KEYS[12+n+e+i]        hash   claim i's user's recent claims (e: 1 with codes, else 0)
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
@@ -44,12 +44,18 @@
     code: 0 ACCEPTED, 1 SOLD_OUT, 2 DAILY_SOLD_OUT, 3 BUDGET_EXHAUSTED, 4 USER_LIMIT,
           5 USER_DAILY_LIMIT, 6 DEVICE_LIMIT, 7 NOT_STARTED, 8 ENDED, 9 PAUSED,
           10 NOT_ELIGIBLE, 11 EXCLUSIVE_CONFLICT, 12 BLOCKED, 13 UNKNOWN_CAMPAIGN,
-          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE,
+          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE, 17 CODE_INVALID,
           55 CHANNEL_SOLD_OUT, 56 DAILY_BUDGET_EXHAUSTED, 57 USER_MONEY_LIMIT
     Claim rules (gateway/rules/): cfg.quotas ",<channel>=<n>,..." caps what each channel may
     issue of the one stock (counted in counters "ch:<channel>"); cfg.ucap caps the value a
     user claims in total, cfg.dbudget the value issued per day (0: no cap).
     A malformed call is refused with an error before anything is written.
+
+  Redeem codes (gateway/channels/redeem.py), a separate addition at the end of the contract:
+    KEYS[12+n+1] codes    hash   keyed hash of a code -> "" unused, "<user>\t<requestId>" used
+    ARGV[last n]          claim i's code hash ("" for a claim without a code)
+  Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
+  code is in the hash and unused; accepted, it marks the code used in the same step.
 ]]
 
 local ACCEPTED, SOLD_OUT, DAILY_SOLD_OUT, BUDGET_EXHAUSTED = 0, 1, 2, 3
@@ -57,6 +63,7 @@ local USER_LIMIT, USER_DAILY_LIMIT, DEVICE_LIMIT = 4, 5, 6
 local NOT_STARTED, ENDED, PAUSED, NOT_ELIGIBLE = 7, 8, 9, 10
 local EXCLUSIVE_CONFLICT, BLOCKED, UNKNOWN_CAMPAIGN = 11, 12, 13
 local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
+local CODE_INVALID = 17
 local CHANNEL_SOLD_OUT, DAILY_BUDGET_EXHAUSTED, USER_MONEY_LIMIT = 55, 56, 57
 
 local DAY_MS = 86400000
@@ -65,8 +72,14 @@ local FIRST, STRIDE, FIXED_KEYS = 7, 8, 12
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local winners_max = tonumber(ARGV[6])
+-- Redeem codes: one more key and n more values when the batch carries codes.
+-- (The n recent-claims keys of redemption always follow, after the codes key if any.)
+local codes_key = n and #KEYS == FIXED_KEYS + 2 * n + 1 and KEYS[FIXED_KEYS + n + 1] or nil
+local extra_keys, extra_args = 0, 0
+if codes_key then extra_keys, extra_args = 1, n end
 if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
-    or #KEYS ~= FIXED_KEYS + 2 * n or #ARGV ~= FIRST - 1 + n * STRIDE then
+    or #KEYS ~= FIXED_KEYS + 2 * n + extra_keys
+    or #ARGV ~= FIRST - 1 + n * STRIDE + extra_args then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
 for i = 1, n do
@@ -227,7 +240,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   return expires
 end
 
--- Redemption: the user's recent claims (KEYS[12+n+i]), read by the wallet and the lock
+-- Redemption: the user's recent claims (KEYS[12+n+e+i]), read by the wallet and the lock
 -- until the claim's row reaches PostgreSQL (gateway/redemption/recent.py).
 local function remember(key, coupon, device, rid, channel, expires)
   redis.call('HSET', key, coupon, device .. '\t' .. rid .. '\t' .. channel .. '\t' .. value
@@ -249,11 +262,19 @@ for i = 1, n do
       results[i] = { REQUEST_MISMATCH, '', 0, 0 }
     end
   else
-    local code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
-      ARGV[at + 7])
+    local redeem = codes_key and ARGV[FIRST - 1 + n * STRIDE + i] or ''
+    local code
+    if redeem ~= '' and redis.call('HGET', codes_key, redeem) ~= '' then
+      code = CODE_INVALID  -- never issued (false) or used: the same answer
+    else
+      code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
+        ARGV[at + 7])
+    end
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
-      remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
+      if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
+      remember(KEYS[FIXED_KEYS + n + extra_keys + i], coupon, device, rid, ARGV[at + 7],
+        results[i][3])
     else
       results[i] = { code, '', 0, 0 }
     end

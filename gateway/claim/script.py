@@ -49,6 +49,7 @@ class ClaimInput:
     level: int
     tags: str  # ",a,b," (the form the script searches), "" for none
     channel: str
+    code: str = ""  # a redeem code's keyed hash; sent after the claims (see Batch.call)
 
     def args(self) -> list[str | int]:
         """This claim's ``STRIDE`` ARGV values, in the script's order."""
@@ -81,8 +82,10 @@ class Batch:
         """KEYS and ARGV of the script call deciding this batch.
 
         The fixed KEYS are ``CampaignKeys.claim_keys`` in the header's order, the claim
-        rules' two last (KEYS[10] ``user_money``, KEYS[11] ``daily_money``: gateway/rules/);
-        the claims' replay records follow them."""
+        rules' two last (KEYS[11] ``user_money``, KEYS[12] ``daily_money``: gateway/rules/);
+        the claims' replay records follow them. A batch carrying redeem codes
+        (gateway/channels/) adds, at the end, the campaign's ``codes`` key and one value per
+        claim (its code's keyed hash, "" for none); otherwise neither."""
         names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,
@@ -95,7 +98,10 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
-        # Redemption: each claim's user's recent claims (KEYS[12+n+i], after the replay keys).
+        if any(claim.code for claim in self.claims):  # redeem codes: one key, n more ARGV
+            names.append(self.keys.codes)
+            args += [claim.code for claim in self.claims]
+        # Redemption: each claim's user's recent claims (KEYS[12+n+e+i], the last n KEYS).
         names += [self.keys.recent(claim.user_id) for claim in self.claims]
         return names, args
 
@@ -177,7 +183,7 @@ class ClaimScript:
 
 @dataclass(frozen=True, slots=True)
 class RecentClaim:
-    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+i]): what
+    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+e+i]): what
     the wallet and a lock need of a coupon whose row has not reached PostgreSQL yet."""
 
     coupon_id: str

@@ -65,6 +65,7 @@ class _Claim:
     request: ClaimRequest
     claimant: Claimant
     refusal: Outcome | None = None  # a claim rule's answer, unless it replays (gateway/rules/)
+    code: str = ""  # a redeem code's keyed hash (gateway/channels/redeem.py), "" for none
 
 
 class _Runner(Protocol):
@@ -125,23 +126,31 @@ class ClaimService:
         if self.profiles is not None:
             await self.profiles.aclose()
 
-    async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
-        """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
+    async def claim(
+        self, claimant: Claimant, request: ClaimRequest, ip: str, code: str = ""
+    ) -> Outcome:
+        """Decide one claim (the caller has verified ``claimant`` and ``request``);
+        ``code`` is a redeem code's keyed hash, checked and used in the claim's step."""
         wait = self._rate_wait(claimant.user_id, request.device_id, ip)
         if wait:
             return Outcome(Reason.RATE_LIMITED, retry_after_s=wait)
+        return await self.grant(claimant, request, code)
+
+    async def grant(self, claimant: Claimant, request: ClaimRequest, code: str = "") -> Outcome:
+        """Decide a claim the gateway makes for a user (bind jobs, triggers): every rule
+        of the campaign holds, only the per-client request rate caps do not apply."""
         view = await self.campaigns.get(request.campaign_id)
         if view is None:
             return Outcome(Reason.UNKNOWN_CAMPAIGN)
         now = self._clock.now_ms()
-        claim = _Claim(request, claimant)
+        claim = _Claim(request, claimant, code=code)
         if view.status == "active" and now < view.start_ms:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
         if view.rules is not None:
             refused = await self.gate.check(view, claimant, request.city, now)
             if refused is not None:  # refused, unless it is a retry of an accepted claim
-                claim = _Claim(request, claimant, _refused(refused))
+                claim = _Claim(request, claimant, refusal=_refused(refused))
                 return await self._batcher(self._replayers, view, self._replay).submit(claim)
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
@@ -194,7 +203,8 @@ class ClaimService:
         if closed is not None:  # answered like the gate's refusals: retries still replay
             refusal = _refused(closed)
             return await self._replay(
-                view.keys.campaign_id, [_Claim(c.request, c.claimant, refusal) for c in claims]
+                view.keys.campaign_id,
+                [_Claim(c.request, c.claimant, refusal=refusal) for c in claims],
             )
         day = view.day(now)
         cid = view.keys.campaign_id
@@ -272,6 +282,7 @@ def _script_input(campaign_id: str, claim: _Claim) -> ClaimInput:
         level=who.level,
         tags=who.tags,
         channel=request.channel,
+        code=claim.code,
     )
 
 

@@ -126,6 +126,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
 
+    # Channels: redeem codes, bind jobs, sky-drop and event triggers (gateway/channels/).
+    code_secret: Annotated[str, msgspec.Meta(pattern=r"^(|.{32,})$")] = ""  # "": from jwt_secret
+    code_max_failures: _Positive = 5  # wrong codes per user and per device in the window
+    code_ip_max_failures: _Positive = 50
+    code_failure_window_s: _Positive = 600
+    code_lockout_s: _Positive = 900
+    events_token: Annotated[str, msgspec.Meta(pattern=r"^(|.{32,})$")] = ""  # "": /api/events off
+    events_topic: str = "coupon.events"
+    events_group: str = "flashclaim-events"
+    skydrop_max_grants: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+    trigger_cache_ms: _NonNegative = 5000
     # Using a coupon (gateway/redemption/): how long a lock holds coupons for an unpaid
     # order; how often each gateway worker's sweeper records lock and coupon expiries (0:
     # none in the workers; run `flashclaim redemption sweep --every S` instead).
