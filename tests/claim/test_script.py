@@ -23,7 +23,9 @@ def test_script_codes_match_the_reason_enum():
     codes = {name: code for name, code in constants.items() if name in Reason.__members__}
     assert len(codes) == 21, codes  # 0-16, 17 CODE_INVALID (redeem codes), 55-57 (claim rules)
     assert codes == {name: Reason(name).code for name in codes}
-    header = {name: int(code) for code, name in re.findall(r"(\d+) ([A-Z_]+)", text[:3000])}
+    header = {
+        name: int(code) for code, name in re.findall(r"(\d+) ([A-Z_]+)", text[: text.index("]]")])
+    }
     assert header == codes
 
 
