@@ -56,7 +56,8 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|do
 	  --host http://$${FLASHCLAIM_HOST:-127.0.0.1}:$${FLASHCLAIM_PORT:-8080} \
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
-bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end; the H5 herd; coupon lock+confirm and quotes vs plain UPDATEs
+bench: install ## claims/s vs a hello-world (wrk); consumer vs COPY; end to end; H5 herd; channels; use; the funnel
+bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end; the H5 herd; credit spends vs plain asyncpg
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
@@ -64,6 +65,8 @@ bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs C
 	$(BIN)/python -m bench.public_bench
 	$(BIN)/python -m bench.channels_bench
 	$(BIN)/python -m bench.redemption_bench
+	$(BIN)/python -m bench.stats_bench
+	$(BIN)/python -m bench.credit_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

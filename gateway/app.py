@@ -34,6 +34,11 @@ from gateway.channels.redeem import Redeemer
 from gateway.channels.triggers import TriggerRules
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
+from gateway.credit import admin_api as credit_admin
+from gateway.credit import api as credit_api
+from gateway.credit.ledger import Ledger
+from gateway.credit.store import PlanStore
+from gateway.credit.topups import Topups
 from gateway.h5 import api as h5_api
 from gateway.h5 import partners as h5_partners
 from gateway.h5.public import PublicViews
@@ -61,6 +66,7 @@ from gateway.reasons import Reason
 from gateway.redemption import admin_api as redemption_admin
 from gateway.redemption import api as redemption_api
 from gateway.redemption.sweep import run_sweeper
+from gateway.stats import api as stats_api
 
 SUBSCRIBED = web.AppKey("subscribed", asyncio.Event)
 
@@ -105,6 +111,9 @@ OPERATIONS: list[Operation] = [
     *channels_admin.OPERATIONS,
     *redemption_api.OPERATIONS,
     *redemption_admin.OPERATIONS,
+    *stats_api.OPERATIONS,
+    *credit_api.OPERATIONS,
+    *credit_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -137,11 +146,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         cache_size=settings.token_cache_size,
     )
     app.cleanup_ctx.append(_clients(settings, clock))
+    app.cleanup_ctx.append(stats_api.clients(settings, clock))
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
     app.add_routes(channels_api.routes())
     app.add_routes(redemption_api.routes())
+    app.add_routes(stats_api.routes())
+    app.add_routes(credit_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -165,6 +177,8 @@ def _admin_app(settings: Settings) -> web.Application:
     admin.add_routes(h5_partners.admin_routes())
     admin.add_routes(channels_admin.routes())
     admin.add_routes(redemption_admin.routes())
+    admin.add_routes(stats_api.admin_routes())
+    admin.add_routes(credit_admin.routes())
     return admin
 
 
@@ -186,6 +200,10 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[PERSISTENCE] = guard
         app[campaigns_admin.OPS] = CampaignOps(CampaignStore(pool), redis, clock)
         app[redemption_api.REDEMPTION] = redemption_api.Redemption(pool, redis, clock, settings)
+        plans = PlanStore(pool)
+        app[credit_admin.PLANS] = plans
+        app[credit_api.LEDGER] = Ledger(pool, clock)
+        app[credit_api.TOPUPS] = Topups(pool, plans, clock)
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )

@@ -47,6 +47,7 @@ def _guarded(run: Run, settings: Settings, args: argparse.Namespace) -> int:
     from gateway.campaigns.spec import InvalidSpec
     from gateway.campaigns.store import CampaignExists, CampaignNotFound
     from gateway.stack.servers import StartError
+    from gateway.stats.errors import ExperimentError, ExperimentNotFound
 
     command = f"flashclaim {args.command}"
     try:
@@ -57,6 +58,12 @@ def _guarded(run: Run, settings: Settings, args: argparse.Namespace) -> int:
         return 1
     except (StartError, CampaignStateError, ConfigError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    except ExperimentError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    except ExperimentNotFound as exc:
+        print(f"{command}: no experiment {exc}", file=sys.stderr)
         return 1
     except CampaignNotFound as exc:
         print(f"{command}: no campaign {exc}", file=sys.stderr)
@@ -131,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
             command.flags(sub)
         if command.name == "campaign":
             _campaign_actions(sub)
+        if command.name == "experiment":
+            _experiment_actions(sub)
     return parser
 
 
@@ -165,6 +174,26 @@ def _campaign_actions(parser: argparse.ArgumentParser) -> None:
     page = action("page", "a campaign's H5 page for a channel: its link, its QR code", "id")
     page.add_argument("--channel", default="h5", help="the partner's channel")
     page.add_argument("--qr", help="also write the link's QR code here (.svg or .png)")
+
+
+def _experiment_actions(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(required=True, metavar="ACTION", dest="action")
+    epilog = _environment(("REDIS_URL", "DATABASE_URL"))
+
+    def action(name: str, summary: str, target: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name, help=summary, description=f"{summary}.", epilog=epilog, formatter_class=_Help
+        )
+        sub.add_argument("target", metavar=target.split()[0].upper(), help=target)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return sub
+
+    action("create", "store an experiment from a JSON file and publish it", "file (- for stdin)")
+    action("show", "show an experiment", "experiment id")
+    action("report", "each variant against the control: differences, intervals, p-values",
+           "experiment id")  # fmt: skip
+    promote = action("promote", "send every user to one variant from now on", "experiment id")
+    promote.add_argument("variant", help="the variant's name")
 
 
 if __name__ == "__main__":

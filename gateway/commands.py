@@ -249,6 +249,63 @@ def _expiring(settings: Settings, args: argparse.Namespace) -> int:
     return _sync(commands.expiring_command)(settings, args.within, args.publish)
 
 
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format)
+
+
+def _rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.rollup)(settings)
+
+
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    return _sync(commands.health_check)(settings, args.id, args.json)
+
+
+def _health_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="campaign id")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _experiment(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.stats import commands
+
+    rest = [value for value in (args.target, getattr(args, "variant", None)) if value]
+    data = _read(args.target) if args.action == "create" else b""
+    return _sync(commands.experiment)(settings, args.action, rest, args.json, data)
+
+
+def _credit(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.credit import commands
+
+    if args.action == "reconcile":
+        return _sync(commands.reconcile)(settings, args.json)
+    if args.action == "sweep":
+        return _sync(commands.sweep_once)(settings)
+    data = _read(args.file) if getattr(args, "file", None) else b""
+    return _sync(commands.plan)(settings, args.action, getattr(args, "id", ""), data)
+
+
+def credit_actions(parser: argparse.ArgumentParser) -> None:
+    """``flashclaim credit ACTION``: plans, reconciliation, the sweeper."""
+    actions = parser.add_subparsers(required=True, metavar="ACTION", dest="action")
+    create = actions.add_parser("create", help="store a credit plan from a JSON spec")
+    create.add_argument("file", help="JSON plan file, - for stdin")
+    update = actions.add_parser("update", help="change fields of a credit plan")
+    update.add_argument("id", help="plan id")
+    update.add_argument("file", help="JSON object of changed fields, - for stdin")
+    actions.add_parser("show", help="show a credit plan").add_argument("id", help="plan id")
+    actions.add_parser("list", help="list credit plans")
+    reconcile = actions.add_parser("reconcile", help="balances against the journal, to the cent")
+    reconcile.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    actions.add_parser("sweep", help="expire due bonus, remind, release locks past their time")
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``flashclaim`` command: what it does, what it needs, which variables it reads."""
@@ -331,6 +388,15 @@ def _expiring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="send reminders to Kafka")
 
 
+def _stats_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="campaign id")
+    parser.add_argument("--from", dest="since", help="first day, YYYY-MM-DD (campaign zone)")
+    parser.add_argument("--to", dest="until", help="last day, YYYY-MM-DD (inclusive)")
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
+    )
+
+
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
                 "ADMIN_TOKEN", "KAFKA_BOOTSTRAP", "CORS_ORIGINS", "ALLOW_VOLATILE_REDIS",
                 "LOG_FORMAT")  # fmt: skip
@@ -392,6 +458,21 @@ COMMANDS = [
             "One JSON line per coupon; --publish sends each to FLASHCLAIM_REMINDERS_TOPIC"
             " (key: the user id) for the push service.", (),
             ("DATABASE_URL", "KAFKA_BOOTSTRAP", "REMINDERS_TOPIC"), _expiring_flags),
+    Command("stats", _stats, "a campaign's funnel per channel and day: views, claims, use",
+            "Reads the rollups in PostgreSQL (run flashclaim rollup for today's exposures).",
+            (), ("DATABASE_URL",), _stats_flags),
+    Command("rollup", _rollup, "copy exposures from Redis into PostgreSQL",
+            "Safe to run at any time and as often as wanted: figures are written, not added.",
+            (), ("REDIS_URL", "DATABASE_URL")),
+    Command("health", _health, "a campaign's health check: budget burn, use-rate swings,"
+            " coupons expiring unused", "", (), ("DATABASE_URL",), _health_flags),
+    Command("experiment", _experiment, "A/B experiments: create, show, report, promote",
+            "report compares each variant with the first (Welch's t-test, two-proportion"
+            " z-test); promote sends every user to one variant.", (),
+            ("REDIS_URL", "DATABASE_URL")),
     Command("campaign", _campaign, "operate campaigns (create, publish, pause, top up, ...)",
             "Prints what the admin API answers, as JSON.", (), ("REDIS_URL", "DATABASE_URL")),
+    Command("credit", _credit, "shopping credit: plans, reconcile, sweep",
+            "reconcile exits 1 when balances and journal differ by any cent.", (),
+            ("DATABASE_URL", "CREDIT_REMINDER_HOURS"), credit_actions),
 ]  # fmt: skip

@@ -121,16 +121,16 @@ class CampaignKeys:
             self.daily_money(day),
         ]
 
-    def recent(self, user_id: str) -> str:
-        """Hash: the user's recent claims in this campaign, couponId -> ``RecentClaim``
-        (``claim.lua`` writes it with the replay TTL; the wallet and the lock read it)."""
-        return f"{self.base}:recent:{user_id}"
-
     @property
     def codes(self) -> str:
         """Hash: keyed hash of a redeem code -> "" while unused, ``<user>\t<requestId>``
         once redeemed (written by ``claim.lua`` in the claim's own step)."""
         return f"{self.base}:codes"
+
+    def recent(self, user_id: str) -> str:
+        """Hash: the user's recent claims in this campaign, couponId -> ``RecentClaim``
+        (``claim.lua`` writes it with the replay TTL; the wallet and the lock read it)."""
+        return f"{self.base}:recent:{user_id}"
 
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
@@ -157,3 +157,35 @@ def skydrop_opens(user_id: str) -> str:
     """Hash: ``opens`` -> the user's app opens counted so far, ``r:<requestId>`` -> which
     open that request was (a retried open keeps its number; "first N opens" rules)."""
     return f"{PREFIX}:skydrop:{{{user_id}}}"
+
+
+# Statistics (gateway/stats/): exposures counted per campaign-zone day. Not touched by any
+# Lua script, so no hash tag; each day's keys expire once rolled up into PostgreSQL.
+
+#: Set of ``<campaign>|<YYYYMMDD>`` days with exposures not yet final in PostgreSQL.
+EXPOSURE_DAYS = f"{PREFIX}:x:days"
+
+
+def exposure_views(campaign_id: str, day: str) -> str:
+    """Hash: channel -> views of ``campaign_id`` on ``day`` (campaign zone)."""
+    return f"{PREFIX}:x:{campaign_id}:{day}:views"
+
+
+def exposure_viewers(campaign_id: str, day: str, channel: str = "") -> str:
+    """HyperLogLog: viewers of ``campaign_id`` on ``day``, of one channel or ("") of all."""
+    suffix = f":{channel}" if channel else ""
+    return f"{PREFIX}:x:{campaign_id}:{day}:viewers{suffix}"
+
+
+def exposure_batch(batch_id: str) -> str:
+    """String: a front-end's batch already counted (a resent batch counts nothing)."""
+    return f"{PREFIX}:x:batch:{{{batch_id}}}"
+
+
+#: Hash campaign id -> the experiment it is a variant of (read by the claim path).
+EXPERIMENT_OF = f"{PREFIX}:experiments"
+
+
+def experiment(experiment_id: str) -> str:
+    """String: the experiment as published, JSON (variants, weights, the promoted one)."""
+    return f"{PREFIX}:experiment:{experiment_id}"

@@ -65,6 +65,16 @@ class Reason(enum.StrEnum):
     CODE_INVALID = "CODE_INVALID"
     CODE_MISTYPED = "CODE_MISTYPED"
     CODE_LOCKED = "CODE_LOCKED"
+    # Shopping credit (gateway/credit/), codes 60-69.
+    INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
+    UNKNOWN_CREDIT_PLAN = "UNKNOWN_CREDIT_PLAN"
+    UNKNOWN_TOPUP = "UNKNOWN_TOPUP"
+    PAYMENT_MISMATCH = "PAYMENT_MISMATCH"
+    UNKNOWN_CREDIT_HOLD = "UNKNOWN_CREDIT_HOLD"
+    CREDIT_HOLD_CLOSED = "CREDIT_HOLD_CLOSED"
+    WITHDRAWAL_NOT_ALLOWED = "WITHDRAWAL_NOT_ALLOWED"
+    TOPUP_OUT_OF_RANGE = "TOPUP_OUT_OF_RANGE"
+    CREDIT_PLAN_INACTIVE = "CREDIT_PLAN_INACTIVE"
 
     @property
     def code(self) -> int:
@@ -188,6 +198,36 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         HTTPStatus.CONFLICT,
         "You reached the most coupon value allowed.",
     ),
+    # Shopping credit (gateway/credit/).
+    (Reason.INSUFFICIENT_CREDIT, 60, HTTPStatus.CONFLICT, "Not enough shopping credit."),
+    (Reason.UNKNOWN_CREDIT_PLAN, 61, HTTPStatus.NOT_FOUND, "No such credit plan."),
+    (Reason.UNKNOWN_TOPUP, 62, HTTPStatus.NOT_FOUND, "No such top-up."),
+    (
+        Reason.PAYMENT_MISMATCH,
+        63,
+        HTTPStatus.CONFLICT,
+        "This payment does not match its top-up (amount, or already paid by another).",
+    ),
+    (Reason.UNKNOWN_CREDIT_HOLD, 64, HTTPStatus.NOT_FOUND, "No credit is held for this order."),
+    (
+        Reason.CREDIT_HOLD_CLOSED,
+        65,
+        HTTPStatus.CONFLICT,
+        "The credit of this order was already released, confirmed or refunded.",
+    ),
+    (
+        Reason.WITHDRAWAL_NOT_ALLOWED,
+        66,
+        HTTPStatus.FORBIDDEN,
+        "This credit plan does not allow withdrawals.",
+    ),
+    (
+        Reason.TOPUP_OUT_OF_RANGE,
+        67,
+        HTTPStatus.CONFLICT,
+        "The amount is outside what this credit plan takes.",
+    ),
+    (Reason.CREDIT_PLAN_INACTIVE, 68, HTTPStatus.CONFLICT, "This credit plan is closed."),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
     # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
     (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),

@@ -10,7 +10,7 @@
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
   A claim's requestId is bound here, scoped to the campaign: the replay record an
-  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  accepted claim writes (KEYS[12+i]) answers a retry by the same user and device with the
   same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
   claim binds nothing, so its requestId is decided afresh next time.
 
@@ -28,7 +28,7 @@
     KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
     KEYS[12] daily_money  string cents of coupon value issued today
     KEYS[12+i]            string replay record of claim i's requestId
-    KEYS[12+n+e+i]        hash   claim i user's recent claims (e=1: codes)
+    KEYS[12+n+i]          hash   claim i user's recent claims, couponId -> RecentClaim
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
@@ -52,7 +52,7 @@
     A malformed call is refused with an error before anything is written.
 
   Redeem codes (gateway/channels/redeem.py), a separate addition at the end of the contract:
-    KEYS[12+n+1] codes    hash   keyed hash of a code -> "" unused, "<user>\t<requestId>" used
+    KEYS[12+2n+1] codes    hash   keyed hash of a code -> "" unused, "<user>\t<requestId>" used
     ARGV[last n]          claim i's code hash ("" for a claim without a code)
   Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
   code is in the hash and unused; accepted, it marks the code used in the same step.
@@ -73,8 +73,7 @@ local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local winners_max = tonumber(ARGV[6])
 -- Redeem codes: one more key and n more values when the batch carries codes.
--- (The n recent-claims keys of redemption always follow, after the codes key if any.)
-local codes_key = n and #KEYS == FIXED_KEYS + 2 * n + 1 and KEYS[FIXED_KEYS + n + 1] or nil
+local codes_key = n and #KEYS == FIXED_KEYS + 2 * n + 1 and KEYS[FIXED_KEYS + 2 * n + 1] or nil
 local extra_keys, extra_args = 0, 0
 if codes_key then extra_keys, extra_args = 1, n end
 if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
@@ -240,7 +239,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   return expires
 end
 
--- Redemption: the user's recent claims (KEYS[12+n+e+i]), read by the wallet and the lock
+-- Redemption: the user's recent claims (KEYS[12+n+i]), read by the wallet and the lock
 -- until the claim's row reaches PostgreSQL (gateway/redemption/recent.py).
 local function remember(key, coupon, device, rid, channel, expires)
   redis.call('HSET', key, coupon, device .. '\t' .. rid .. '\t' .. channel .. '\t' .. value
@@ -272,9 +271,8 @@ for i = 1, n do
     end
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
-      remember(KEYS[FIXED_KEYS + n + extra_keys + i], coupon, device, rid, ARGV[at + 7],
-        results[i][3])
     else
       results[i] = { code, '', 0, 0 }
     end

@@ -18,8 +18,11 @@ from gateway.infra.http import PERSISTENCE, SETTINGS, TOKENS, json_response, ref
 from gateway.infra.openapi import Operation
 from gateway.infra.settings import Settings
 from gateway.reasons import BUSINESS_REFUSALS, Reason
+from gateway.stats.routing import ExperimentRouter, Route
 
 CLAIMS = web.AppKey("claims", ClaimService)
+#: A/B experiments (gateway/stats/): a claim on a variant's campaign goes to the user's variant.
+EXPERIMENTS = web.AppKey("experiments", ExperimentRouter)
 
 _decoder = msgspec.json.Decoder(ClaimRequest)
 
@@ -31,6 +34,9 @@ class Accepted(msgspec.Struct, rename="camel"):
     reason: Reason
     coupon_id: str
     expires_at: str  # RFC 3339 with the campaign's offset
+    # In an A/B experiment: which one, and the user's variant (its campaign decided).
+    experiment: str | msgspec.UnsetType = msgspec.UNSET
+    variant: str | msgspec.UnsetType = msgspec.UNSET
 
 
 _REFUSALS: list[Reason] = sorted(
@@ -78,6 +84,9 @@ async def issue(request: web.Request) -> web.Response:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         return _invalid(f"body is not valid JSON: {exc}", 400)
     logs.bind(user=claimant.user_id, campaign=claim.campaign_id, claimRequestId=claim.request_id)
+    route = await app[EXPERIMENTS].route(claim.campaign_id, claimant.user_id)
+    if route is not None:
+        claim = msgspec.structs.replace(claim, campaign_id=route.campaign_id)
     try:
         outcome = await app[CLAIMS].claim(claimant, claim, _client_ip(request, app[SETTINGS]))
     except (RedisError, OSError) as exc:  # OSError covers our own batch TimeoutError
@@ -87,10 +96,10 @@ async def issue(request: web.Request) -> web.Response:
     campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id
     if outcome.replayed:
         metrics.REPLAYS.labels(campaign).inc()
-    return _counted(_answer(outcome), campaign, outcome.reason)
+    return _counted(_answer(outcome, route), campaign, outcome.reason)
 
 
-def _answer(outcome: Outcome) -> web.Response:
+def _answer(outcome: Outcome, route: Route | None = None) -> web.Response:
     if outcome.offer:  # "holds A: offer B instead" (gateway/rules/)
         reason = outcome.reason
         return json_response(
@@ -104,14 +113,15 @@ def _answer(outcome: Outcome) -> web.Response:
         )
     if outcome.reason is not Reason.ACCEPTED:
         return refusal(outcome.reason, retry_after_s=outcome.retry_after_s)
-    response = json_response(
-        {
-            "code": 0,
-            "reason": Reason.ACCEPTED.value,
-            "couponId": outcome.coupon_id,
-            "expiresAt": outcome.expires_at,
-        }
-    )
+    body = {
+        "code": 0,
+        "reason": Reason.ACCEPTED.value,
+        "couponId": outcome.coupon_id,
+        "expiresAt": outcome.expires_at,
+    }
+    if route is not None:
+        body["experiment"], body["variant"] = route.experiment_id, route.variant
+    response = json_response(body)
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

@@ -98,11 +98,11 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
+        # Redemption: each claim's user's recent claims (KEYS[12+n+i], after the replay keys).
+        names += [self.keys.recent(claim.user_id) for claim in self.claims]
         if any(claim.code for claim in self.claims):  # redeem codes: one key, n more ARGV
             names.append(self.keys.codes)
             args += [claim.code for claim in self.claims]
-        # Redemption: each claim's user's recent claims (KEYS[12+n+e+i], the last n KEYS).
-        names += [self.keys.recent(claim.user_id) for claim in self.claims]
         return names, args
 
 
@@ -183,7 +183,7 @@ class ClaimScript:
 
 @dataclass(frozen=True, slots=True)
 class RecentClaim:
-    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+e+i]): what
+    """A claim as ``claim.lua`` keeps it in its user's recent claims (KEYS[12+n+i]): what
     the wallet and a lock need of a coupon whose row has not reached PostgreSQL yet."""
 
     coupon_id: str

@@ -158,6 +158,20 @@ VOLATILE_REDIS_ALLOWED = Gauge(
 )
 
 
+# Shopping credit: set by the reconciler (``flashclaim reconcile --every``) each round.
+CREDIT_DIFFERENCE = Gauge(
+    "flashclaim_credit_difference_cents",
+    "Cents by which credit balances and the journal disagree (0: the ledger is whole).",
+    multiprocess_mode="mostrecent",
+)
+CREDIT_LIABILITY = Gauge(
+    "flashclaim_credit_liability_cents",
+    "Shopping credit users hold, by kind (principal, bonus, held for orders).",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+
+
 def exposition_registry(metrics_dir: str) -> CollectorRegistry:
     """The registry ``/metrics`` serves: all workers' files in multiprocess mode."""
     if not metrics_dir:
@@ -205,4 +219,12 @@ QUOTE_SECONDS = Histogram(
     "flashclaim_quote_duration_seconds",
     "Time to answer a checkout quote (read the wallet, judge, find the best combination).",
     buckets=LATENCY_BUCKETS,
+)
+
+# Statistics (gateway/stats/) ---------------------------------------------------------------
+
+EXPOSURES = Counter(
+    "flashclaim_exposures_total",
+    "Views of published campaigns reported by front-ends (POST /api/exposures), counted.",
+    ["campaign"],
 )

@@ -146,6 +146,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lock_user_per_min: _NonNegative = 60  # locks per user per minute, per worker (0: off)
     lock_ip_per_min: _NonNegative = 600  # locks per client IP per minute, per worker
     failed_lock_user_per_hour: _NonNegative = 30  # refused locks per user per hour
+    # Statistics (gateway/stats/): views per exposure batch; how long a batchId is kept.
+    exposure_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    exposure_batch_ttl_s: _Positive = 86_400
+    experiment_cache_ms: _NonNegative = 1000  # how long a worker trusts its experiments
+    # Shopping credit (gateway/credit/): the payment provider's callback secret (HMAC-SHA256
+    # of the body; "" refuses every callback), how long before a bonus expires its reminder
+    # goes out, and how long an order's credit stays locked unless confirmed.
+    credit_payment_secret: Annotated[str, msgspec.Meta(pattern=r"^(|[\s\S]{32,})$")] = ""
+    credit_reminder_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 72
+    credit_hold_ttl_s: Annotated[int, msgspec.Meta(ge=10, le=86_400)] = 900
 
     # Operations.
     metrics_dir: str = ""

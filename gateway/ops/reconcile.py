@@ -37,6 +37,7 @@ from gateway.campaigns.ops import keys_of
 from gateway.campaigns.spec import Campaign, Status
 from gateway.campaigns.store import CampaignStore
 from gateway.claim.script import ReplayRecord
+from gateway.credit import reconcile as credit
 from gateway.infra import probes
 from gateway.infra.clients import claims_consumer, open_clients
 from gateway.infra.console import progress
@@ -310,6 +311,18 @@ def watch(settings: Settings, *, every_s: float, with_kafka: bool = True) -> int
     return 0
 
 
+async def _credit(pool: asyncpg.Pool) -> None:
+    """The shopping-credit ledger's figures, in the same round (gateway/credit/)."""
+    try:
+        report = await credit.reconcile(pool)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log.warning("credit reconciliation failed (%s)", exc)
+        return
+    credit.publish(report)
+    if not report.ok:
+        log.warning("credit ledger difference: %s", credit.render(report))
+
+
 async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kafka: bool) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -324,6 +337,7 @@ async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kaf
                 log.warning("reconciliation failed (%s); the figures keep their last values", exc)
             else:
                 figures.update(reports, lag, time.time())
+                await _credit(opened.pool)
                 for report in reports:
                     if report.alarm:
                         log.warning("reconciliation alarm: %s", asdict(report))

@@ -286,3 +286,24 @@ async def test_a_partner_link_shows_its_copy_and_image(client, ops, context, tmp
     await expect(page).to_have_title(re.compile("A 银行专享" if channel == "partner-a" else "双11"))
     await page.screenshot(path=tmp_path / f"page-{channel}.png", full_page=True)
     assert not watch.errors, watch.errors
+
+
+async def test_the_page_reports_its_own_view_once_per_load(client, ops, redis, context):
+    from gateway import keys  # the exposure counters (gateway/stats/)
+
+    campaign = await published(ops, channels=["partner-a"])
+    views = keys.exposure_views(campaign.id, "20261110")  # 23:50 on 10 Nov in Shanghai
+    page, watch = await open_page(
+        context, page_url(client, campaign.id, "?channel=partner-a", device="ios-v1")
+    )
+    for expected in (1, 2):
+        for _ in range(100):
+            if int(await redis.hget(views, "partner-a") or 0) >= expected:
+                break
+            await asyncio.sleep(0.05)
+        assert await redis.hgetall(views) == {"partner-a": str(expected)}
+        if expected == 1:
+            await page.reload()
+    viewers = keys.exposure_viewers(campaign.id, "20261110", "partner-a")
+    assert await redis.pfcount(viewers) == 1  # one device, seen twice
+    assert not watch.errors, watch.errors

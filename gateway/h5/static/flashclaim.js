@@ -67,7 +67,10 @@ export function serverWaitMs(headers, body) {
 export function retryDelayMs(answer, attempt, options = {}) {
   const { baseMs = 200, capMs = 5000, maxWaitMs = 10000, random = Math.random } = options;
   const { status, reason, retryAfterMs } = answer;
-  const transient = status === 0 || status === 429 || status >= 500;
+  // 429 is a pause, except a redeem-code lockout (CODE_LOCKED): that lasts minutes, a page
+  // says so instead of retrying.
+  const transient =
+    status === 0 || status >= 500 || (status === 429 && reason !== "CODE_LOCKED");
   if (!transient && reason !== "NOT_STARTED") return null;
   if (retryAfterMs != null) {
     // a herd told the same wait would come back at the same instant: spread it a little

@@ -211,6 +211,18 @@ async function load() {
   return load();
 }
 
+// The page reports its own view once (POST /api/exposures; a fresh batchId, so a retry by
+// the browser counts once); nothing waits for it and a failure changes nothing on screen.
+function reportView(data) {
+  const body = { viewerId: deviceId(), views: [{ campaignId, channel: data.channel }], batchId: newRequestId() };
+  fetch("/api/exposures", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    keepalive: true,
+  }).catch(() => {});
+}
+
 async function refresh() {
   const { status, data } = await fetchCampaign(campaignId, { channel });
   if (status === 200) render(data);
@@ -253,6 +265,7 @@ el("claim").addEventListener("click", claim);
 takeHandoff();
 load().then((loaded) => {
   if (!loaded) return;
+  reportView(state.campaign);
   tick();
   poll();
 });

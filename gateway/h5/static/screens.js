@@ -66,6 +66,16 @@ export const REASONS = {
   CODE_INVALID: ["error", "兑换码无效或已被使用", "This code is not valid or was already used"],
   CODE_MISTYPED: ["error", "兑换码有误，请检查后重新输入", "Not a code: check it for a typo"],
   CODE_LOCKED: ["try_later", "输错次数过多，请稍后再试", "Too many wrong codes; try again later"],
+  // Shopping credit (gateway/credit/): shown where a page tops up or pays with credit
+  INSUFFICIENT_CREDIT: ["error", "购物金余额不足", "Not enough shopping credit"],
+  UNKNOWN_CREDIT_PLAN: ["unknown", "找不到这个充值方案", "This credit plan does not exist"],
+  UNKNOWN_TOPUP: ["unknown", "找不到这笔充值", "This top-up does not exist"],
+  PAYMENT_MISMATCH: ["error", "支付信息与充值单不符", "The payment does not match the top-up"],
+  UNKNOWN_CREDIT_HOLD: ["unknown", "该订单未使用购物金", "No credit is held for this order"],
+  CREDIT_HOLD_CLOSED: ["error", "该订单的购物金已处理", "This order's credit was already settled"],
+  WITHDRAWAL_NOT_ALLOWED: ["not_eligible", "该充值方案不支持提现", "This credit plan does not allow withdrawals"],
+  TOPUP_OUT_OF_RANGE: ["error", "充值金额不在方案范围内", "The amount is outside what this plan takes"],
+  CREDIT_PLAN_INACTIVE: ["ended", "该充值方案已关闭", "This credit plan is closed"],
   // the client's own: no answer came back, or one that was not the gateway's
   NETWORK_ERROR: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
   HTTP_ERROR: ["try_later", "服务繁忙，请稍后再试", "Unavailable right now; try again shortly"],

@@ -1,0 +1,47 @@
+"""The health check against the hand-computed fixture of ``conftest.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.stats.health import health
+from tests.stats.conftest import at
+
+
+async def test_budget_burn_use_swings_and_expiring_coupons(campaign, pool):
+    # The campaign runs 11-13 Nov (Shanghai) with 1,000,000 cents: the plan is 333,333,
+    # 666,666 and 1,000,000 cents by the end of each day. Claims drew 70,000 on 11 Nov
+    # (7 coupons of 10,000) and 10,000 on 12 Nov.
+    report = await health(pool, campaign.id, at("2026-11-16 00:00"))
+    assert report is not None
+    assert [(b.day, b.drawn_cents, b.cumulative_cents, b.planned_cumulative_cents)
+            for b in report.burn] == [
+        ("2026-11-11", 70_000, 70_000, 333_333),
+        ("2026-11-12", 10_000, 80_000, 666_666),
+        ("2026-11-13", 0, 80_000, 1_000_000),
+    ]  # fmt: skip
+    assert [b.ahead_of_plan for b in report.burn] == [
+        pytest.approx(70_000 / 333_333 - 1, abs=1e-6),  # -79 %
+        pytest.approx(80_000 / 666_666 - 1, abs=1e-6),  # -88 %
+        pytest.approx(-0.92),
+    ]
+    # 11 Nov: 7 claims, used u2, u3, u5 (u1 refunded): 3/7; 12 Nov: u8 used, 1/1: +57 points
+    assert [(u.day, u.claims, u.used, u.use_rate, u.change, u.swing) for u in report.use] == [
+        ("2026-11-11", 7, 3, 0.428571, None, False),
+        ("2026-11-12", 1, 1, 1.0, 0.571429, True),
+    ]
+    # Unused: u4 (expires 18 Nov 10:03), u6 (12:30), u7 (23:30); all within 3 days of 16 Nov.
+    assert (report.expiring_soon, report.expired_unused) == (3, 0)
+    later = await health(pool, campaign.id, at("2026-11-18 12:00"))
+    assert later is not None
+    assert (later.expiring_soon, later.expired_unused) == (2, 1)
+    assert await health(pool, "no-such-campaign", at("2026-11-16 00:00")) is None
+
+
+async def test_the_command_prints_the_check(settings, campaign):
+    from tests.helpers import child_env, flashclaim
+
+    done = flashclaim(child_env(settings), "health", campaign.id)
+    assert done.returncode == 0, done.stderr
+    assert "2026-11-12           1         1   100.00%    +57.1%  SWING" in done.stdout
+    assert "expired unused" in done.stdout
