@@ -28,7 +28,7 @@
     KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
     KEYS[12] daily_money  string cents of coupon value issued today
     KEYS[12+i]            string replay record of claim i's requestId
-    KEYS[12+n+i]          hash   claim i's user's recent claims, couponId -> RecentClaim
+    KEYS[12+n+i]          hash   claim i user's recent claims, couponId -> RecentClaim
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds

@@ -88,12 +88,14 @@ def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
 
 
 async def _pending(
-    pool: asyncpg.Pool, unstored: list[ClaimEvent], now_ms: int
+    conn: Conn, unstored: list[ClaimEvent], now_ms: int
 ) -> list[tuple[ClaimEvent, str]]:
-    """Claimed coupons whose rows are not stored yet, with their status now."""
+    """Claimed coupons whose rows are not stored yet, with their status now. Read in the
+    same snapshot as the user's rows (a row the consumer stores between two reads would
+    otherwise be in neither)."""
     if not unstored:
         return []
-    stored = await pool.fetch(
+    stored = await conn.fetch(
         "SELECT coupon_id::text FROM coupons WHERE coupon_id = ANY($1::uuid[])",
         [e.coupon_id for e in unstored],
     )
@@ -131,14 +133,16 @@ async def list_coupons(
     if before is not None:
         args.extend([at(before[0]), before[1]])
         clauses.append(f"(c.claimed_at, c.coupon_id) < (${len(args) - 1}, ${len(args)}::uuid)")
-    records = await pool.fetch(
-        f"SELECT c.*, {effective} AS effective FROM coupons c WHERE {' AND '.join(clauses)}"
-        " ORDER BY c.claimed_at DESC, c.coupon_id DESC LIMIT $3",
-        *args,
-    )
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        records = await conn.fetch(
+            f"SELECT c.*, {effective} AS effective FROM coupons c WHERE {' AND '.join(clauses)}"
+            " ORDER BY c.claimed_at DESC, c.coupon_id DESC LIMIT $3",
+            *args,
+        )
+        waiting = await _pending(conn, unstored or [], now_ms)
     pending = [
         (e, s)
-        for e, s in await _pending(pool, unstored or [], now_ms)
+        for e, s in waiting
         if (status is None or s == status)
         and (before is None or (e.claimed_at_ms, e.coupon_id) < before)
     ]
@@ -157,14 +161,16 @@ async def usable_coupons(
     """Every coupon the user could put on an order now (the quote's candidates), those
     claimed but not stored yet included."""
     effective = EFFECTIVE.format(now="$2")
-    records = await pool.fetch(
-        f"SELECT c.*, {effective} AS effective FROM coupons c"
-        f" WHERE c.user_id = $1 AND ({effective}) = 'unused'"
-        " ORDER BY c.expires_at, c.coupon_id LIMIT 500",
-        user_id,
-        at(now_ms),
-    )
-    pending = [(e, s) for e, s in await _pending(pool, unstored or [], now_ms) if s == "unused"]
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        records = await conn.fetch(
+            f"SELECT c.*, {effective} AS effective FROM coupons c"
+            f" WHERE c.user_id = $1 AND ({effective}) = 'unused'"
+            " ORDER BY c.expires_at, c.coupon_id LIMIT 500",
+            user_id,
+            at(now_ms),
+        )
+        waiting = await _pending(conn, unstored or [], now_ms)
+    pending = [(e, s) for e, s in waiting if s == "unused"]
     known = await campaigns(
         pool, {r["campaign_id"] for r in records} | {e.campaign_id for e, _ in pending}
     )

@@ -77,6 +77,13 @@ def test_skydrop_limits_and_budgets_hold(local_stack):
     assert "BUDGET_EXHAUSTED" in verdict_row(output, run_id, "skydrop-0")
 
 
+def test_checkout_uses_coupons_and_the_use_verdict_passes(local_stack):
+    _, output = run_scenario(local_stack, "checkout", "--stock", "20", "--user-pool", "400")
+    assert "use verdict: PASS" in output
+    assert "use: LOCKED" in output
+    assert "confirm: CONFIRMED" in output
+
+
 def test_retry_storm_replays_one_coupon_per_request(local_stack):
     run_id, output = run_scenario(
         local_stack, "retry_storm", "--stock", "100", LOADTEST_CLIENT_TIMEOUT="0.004"
