@@ -21,9 +21,15 @@ from gateway.claim.api import Accepted
 from gateway.claim.service import Outcome
 from gateway.infra import logs, metrics
 from gateway.infra.auth import Claimant, TokenError
-from gateway.infra.http import PERSISTENCE, SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.http import (
+    PERSISTENCE,
+    SETTINGS,
+    TOKENS,
+    client_ip,
+    json_response,
+    refusal,
+)
 from gateway.infra.openapi import Operation
-from gateway.infra.settings import Settings
 from gateway.reasons import BUSINESS_REFUSALS, Reason
 
 REDEEMER = web.AppKey("redeemer", Redeemer)
@@ -107,7 +113,9 @@ async def redeem(request: web.Request) -> web.Response:
         return refused.response
     logs.bind(user=claimant.user_id, claimRequestId=body.request_id)
     try:
-        outcome = await request.app[REDEEMER].redeem(claimant, body, client_ip(request))
+        outcome = await request.app[REDEEMER].redeem(
+            claimant, body, client_ip(request, request.app[SETTINGS])
+        )
     except (RedisError, OSError) as exc:
         metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
         logs.bind(error=repr(exc))
@@ -133,7 +141,9 @@ async def skydrop_open(request: web.Request) -> web.Response:
         return refused.response
     logs.bind(user=claimant.user_id, claimRequestId=body.request_id)
     try:
-        fell = await request.app[TRIGGERS].on_open(claimant, body, client_ip(request))
+        fell = await request.app[TRIGGERS].on_open(
+            claimant, body, client_ip(request, request.app[SETTINGS])
+        )
     except (RedisError, asyncpg.PostgresError, OSError) as exc:
         logs.bind(error=repr(exc))
         return refusal(Reason.UNAVAILABLE, retry_after_s=1.0)
@@ -158,16 +168,6 @@ async def event(request: web.Request) -> web.Response:
         logs.bind(error=repr(exc))
         return refusal(Reason.UNAVAILABLE, retry_after_s=1.0)
     return json_response(msgspec.to_builtins(granted))
-
-
-def client_ip(request: web.Request) -> str:
-    """The client's address (from ``X-Forwarded-For`` when trusted)."""
-    settings: Settings = request.app[SETTINGS]
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()
-    return request.remote or ""
 
 
 def _invalid(message: str, status: int) -> web.Response:

@@ -14,9 +14,15 @@ from redis.exceptions import RedisError
 from gateway.claim.service import ClaimRequest, ClaimService, Outcome
 from gateway.infra import logs, metrics
 from gateway.infra.auth import TokenError
-from gateway.infra.http import PERSISTENCE, SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.http import (
+    PERSISTENCE,
+    SETTINGS,
+    TOKENS,
+    client_ip,
+    json_response,
+    refusal,
+)
 from gateway.infra.openapi import Operation
-from gateway.infra.settings import Settings
 from gateway.reasons import BUSINESS_REFUSALS, Reason
 from gateway.stats.routing import ExperimentRouter, Route
 
@@ -88,7 +94,7 @@ async def issue(request: web.Request) -> web.Response:
     if route is not None:
         claim = msgspec.structs.replace(claim, campaign_id=route.campaign_id)
     try:
-        outcome = await app[CLAIMS].claim(claimant, claim, _client_ip(request, app[SETTINGS]))
+        outcome = await app[CLAIMS].claim(claimant, claim, client_ip(request, app[SETTINGS]))
     except (RedisError, OSError) as exc:  # OSError covers our own batch TimeoutError
         metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
         logs.bind(error=repr(exc))  # on the edge's line about this 503
@@ -136,11 +142,3 @@ def _invalid(message: str, status: int) -> web.Response:
     return _counted(
         refusal(Reason.INVALID_REQUEST, message, status=status), "", Reason.INVALID_REQUEST
     )
-
-
-def _client_ip(request: web.Request, settings: Settings) -> str:
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()
-    return request.remote or ""

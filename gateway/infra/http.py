@@ -182,3 +182,14 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     if not hmac.compare_digest(given, expected):
         return refusal(Reason.UNAUTHORIZED, "a valid admin bearer token is required")
     return await handler(request.clone(client_max_size=ADMIN_MAX_BODY_BYTES))
+
+
+def client_ip(request: web.Request, settings: Settings) -> str:
+    """The client's address: the first ``X-Forwarded-For`` hop when the deployment says its
+    proxy sets it (``FLASHCLAIM_TRUST_FORWARDED_FOR``), else the socket's peer. Rate caps
+    and lockouts per IP key on it."""
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.remote or ""

@@ -8,8 +8,6 @@ refills. Per worker process, like every rate cap here: N workers allow N times t
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
 
@@ -41,12 +39,3 @@ class UseCaps:
             if len(self._blocked) > 100_000:
                 self._blocked = {u: t for u, t in self._blocked.items() if t > now_s}
             self._blocked[user] = now_s + wait
-
-
-def client_ip(request: web.Request, settings: Settings) -> str:
-    """The client's address, from ``X-Forwarded-For`` when trusted (as the claim path's)."""
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()
-    return request.remote or ""

@@ -24,12 +24,12 @@ from gateway.claim.events import ClaimEvent
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant, TokenError
 from gateway.infra.clock import Clock
-from gateway.infra.http import TOKENS, json_response, refusal
+from gateway.infra.http import TOKENS, client_ip, json_response, refusal
 from gateway.infra.openapi import Answer, Operation
 from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 from gateway.redemption import orders
-from gateway.redemption.abuse import UseCaps, client_ip
+from gateway.redemption.abuse import UseCaps
 from gateway.redemption.cart import (
     Cart,
     OrderId,
