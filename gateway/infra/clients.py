@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,9 @@ async def ensure_topics(settings: Settings, partitions: int = 3) -> None:
         await admin.close()
 
 
-async def wait_for_group(settings: Settings, timeout_s: float = 30.0) -> bool:
+async def wait_for_group(
+    settings: Settings, timeout_s: float = 30.0, stopped: Callable[[], bool] = lambda: False
+) -> bool:
     """Wait until the consumer group is Stable (members joined, partitions assigned).
 
     A new group takes the broker's initial rebalance delay (seconds) to form; ``up`` waits
@@ -146,7 +148,7 @@ async def wait_for_group(settings: Settings, timeout_s: float = 30.0) -> bool:
     await admin.start()
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline:
+        while asyncio.get_running_loop().time() < deadline and not stopped():
             (reply,) = await admin.describe_consumer_groups([settings.consumer_group])
             if reply.groups and reply.groups[0][2] == "Stable":
                 return True

@@ -268,9 +268,24 @@ def banner(settings: Settings, redis: str, stack_env: Path) -> str:
     )
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM while starting up: leave through ``finally``, stopping what was started."""
-    raise SystemExit(128 + signum)
+class _StopRequest:
+    """SIGTERM while starting up, noted by the handler and acted on between steps.
+
+    Raising ``SystemExit`` from the handler itself lost the signal: it can fire inside a
+    weakref callback or a library's cleanup, where Python ignores the exception, and ``up``
+    went on to serve. ``check()`` leaves through ``up``'s ``finally``, stopping what was
+    started.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum:
+            raise SystemExit(128 + self.signum)
 
 
 def _announce_when_listening(settings: Settings, text: str) -> None:
@@ -290,31 +305,37 @@ def up(
 ) -> int:
     """Start the local stack, serve until Ctrl-C or SIGTERM, then stop it in order."""
     check_port_free(settings.host, settings.port)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the supervisor takes over
+    stop = _StopRequest()
+    signal.signal(signal.SIGTERM, stop)  # until the supervisor takes over
     started = Started()
     try:
         settings, redis = ensure_redis(
             settings, data_dir / "redis", started, explicit=explicit_redis
         )
+        stop.check()
         ensure_broker(settings, started)
+        stop.check()
         settings = ensure_postgres(
             settings, data_dir / "postgres", started, embedded=embedded_postgres
         )
+        stop.check()
         asyncio.run(prepare(settings))
+        stop.check()
         os.environ.update(to_env(settings))  # the workers and the consumer read these
         write_stack_env(settings, data_dir / "stack.env")
         consumer = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "consumer"], start_new_session=True
         )
         started.add_process("consumer", consumer)
-        if not asyncio.run(clients.wait_for_group(settings)):
+        if not asyncio.run(clients.wait_for_group(settings, stopped=lambda: stop.signum != 0)):
             print("flashclaim up: the consumer has not joined its group yet", flush=True)
+        stop.check()
         text = banner(settings, redis, data_dir / "stack.env")
         announce = threading.Thread(
             target=_announce_when_listening, args=(settings, text), daemon=True
         )
         announce.start()
-        status = Supervisor(settings).run()
+        status = Supervisor(settings).run(before_spawning=stop.check)
         print("flashclaim up: gateway stopped; draining the outboxes", flush=True)
         try:
             left = asyncio.run(drain(settings, relay=True))

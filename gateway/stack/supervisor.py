@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -65,10 +66,13 @@ class Supervisor:
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._stopping = False
 
-    def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the exit status."""
+    def run(self, before_spawning: Callable[[], None] = lambda: None) -> int:
+        """Run until SIGTERM/SIGINT; return the exit status. ``before_spawning`` runs once
+        this supervisor's signal handlers are in place (``up`` raises there if it was told to
+        stop while starting, so no signal falls between two handlers)."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        before_spawning()
         for _ in range(self._settings.workers):
             self._spawn()
         log.info(

@@ -168,13 +168,21 @@ def test_sigterm_while_starting_stops_what_was_started(tmp_path):
     stack = LocalStack(tmp_path)
     with (tmp_path / "up.log").open("wb") as log:
         process = stack.spawn(stack.launch_env(), log)
-    deadline = time.monotonic() + 60
-    while "created topics" not in stack.output.read_text():  # broker, Redis, PostgreSQL up
-        assert process.poll() is None, stack.output.read_text()
-        assert time.monotonic() < deadline, stack.output.read_text()
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)  # before the gateway starts: mid-way through
-    assert process.wait(timeout=60) == 143
+    try:
+        deadline = time.monotonic() + 90  # as LocalStack.start: a loaded machine is slow
+        while "created topics" not in stack.output.read_text():  # broker, Redis, PG up
+            assert process.poll() is None, stack.output.read_text()
+            assert time.monotonic() < deadline, stack.output.read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # before the gateway starts: mid-way through
+        assert process.wait(timeout=60) == 143
+    finally:  # a failed assertion must not leave Redis, a broker and PostgreSQL running
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
     output = stack.output.read_text()
     assert "stopping Redis" in output
     for port in (stack.port, stack.redis_port, stack.kafka_port):
