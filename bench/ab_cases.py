@@ -7,6 +7,7 @@ figures include everything a worker pays per batch.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -155,4 +156,44 @@ async def lean(redis_url: str) -> AsyncIterator[Pair]:
         await redis.aclose()
 
 
-SCENARIOS: dict[str, Scenario] = {"bind": bind, "lean": lean}
+@asynccontextmanager
+async def herd(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 4: a sold-out herd through ``ClaimService.claim``, each batch's replay
+    records read (A) or losers answered from the winners in memory (B)."""
+    redis = redis_client(settings_for(redis_url))
+    base = msgspec.structs.replace(
+        settings_for(redis_url), sold_out_cache_ms=10**9, campaign_cache_ms=10**9
+    )
+    reading = ClaimService(
+        redis, SystemClock(), msgspec.structs.replace(base, sold_out_memory_max=0)
+    )
+    remembering = ClaimService(redis, SystemClock(), base)
+    campaign_id = await open_campaign(redis, 100)
+    claims = Claims(campaign_id)
+    for service in (remembering, reading):  # sell out (keeping winners), learn it is so
+        for _ in range(5):
+            await _herd_step(service, claims)
+        await asyncio.sleep(0.2)
+    assert remembering.winners.of(campaign_id) is not None, remembering.winners._known
+
+    try:
+        yield Pair(
+            "replay read per batch",
+            lambda: _herd_step(reading, claims),
+            "winners in memory",
+            lambda: _herd_step(remembering, claims),
+        )
+    finally:
+        await reading.aclose()
+        await remembering.aclose()
+        await redis.aclose()
+
+
+async def _herd_step(service: ClaimService, claims: Claims) -> int:
+    outcomes = await asyncio.gather(
+        *(service.claim(c.claimant, c.request, "127.0.0.1") for c in claims.batch())
+    )
+    return len(outcomes)
+
+
+SCENARIOS: dict[str, Scenario] = {"bind": bind, "lean": lean, "herd": herd}
