@@ -10,21 +10,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from bench.ab import BATCH, Pair
+from bench.ab import BATCH, Pair, Step
 from gateway.campaigns.ops import write_campaign
 from gateway.campaigns.spec import Campaign, Status, decode_spec
+from gateway.claim.events import ClaimEvent
 from gateway.claim.service import ClaimRequest, ClaimService, _Claim
+from gateway.handoff.persist import insert_claims, insert_claims_unnest
 from gateway.infra.auth import Claimant
 from gateway.infra.clients import redis_client
 from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
+from gateway.stack.servers import drop_database, scratch_database
 
 USERS = 2000
 
@@ -196,4 +202,76 @@ async def _herd_step(service: ClaimService, claims: Claims) -> int:
     return len(outcomes)
 
 
-SCENARIOS: dict[str, Scenario] = {"bind": bind, "lean": lean, "herd": herd}
+POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
+
+
+@asynccontextmanager
+async def _coupons_db() -> AsyncIterator[asyncpg.Connection]:
+    url = await scratch_database(POSTGRES_URL, prefix="flashclaim_ab")
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+        await drop_database(POSTGRES_URL, url)
+
+
+def _persist_step(conn: asyncpg.Connection, insert: Any, rows: int) -> Step:
+    counter = itertools.count()
+
+    async def step() -> int:
+        claims = [_event(next(counter)) for _ in range(rows)]
+        async with conn.transaction():
+            assert await insert(conn, claims) == rows
+        return rows
+
+    return step
+
+
+def _event(n: int) -> ClaimEvent:
+    now = 1_800_000_000_000 + n
+    return ClaimEvent(
+        coupon_id=str(uuid.uuid4()),
+        campaign_id="ab",
+        user_id=f"user-{n}",
+        device_id=f"dev-{n}",
+        request_id=f"req-{n:08d}",
+        channel="seckill",
+        value_cents=500,
+        claimed_at_ms=now,
+        expires_at_ms=now + 86_400_000,
+    )
+
+
+@asynccontextmanager
+async def persist(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 7: the consumer's write, 1,000 claims a transaction (counted as claims):
+    one INSERT of nine unnested arrays (A) or COPY into staging + INSERT ... SELECT (B)."""
+    async with _coupons_db() as conn:
+        yield Pair(
+            "unnest INSERT",
+            _persist_step(conn, insert_claims_unnest, 1000),
+            "COPY + INSERT SELECT",
+            _persist_step(conn, insert_claims, 1000),
+        )
+
+
+@asynccontextmanager
+async def persist_batch(redis_url: str) -> AsyncIterator[Pair]:
+    """Direction 7: COPY + INSERT SELECT with 1,000 (A) or 5,000 (B) claims a batch."""
+    async with _coupons_db() as conn:
+        yield Pair(
+            "1,000 a batch",
+            _persist_step(conn, insert_claims, 1000),
+            "5,000 a batch",
+            _persist_step(conn, insert_claims, 5000),
+        )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "bind": bind,
+    "lean": lean,
+    "herd": herd,
+    "persist": persist,
+    "persist-batch": persist_batch,
+}

@@ -108,7 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     relay_idle_ms: _Positive = 20
     relay_reclaim_ms: _Positive = 10_000
     consumer_group: str = "flashclaim-persist"
-    consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
 
     # The H5 claim page: where users reach the gateway, for partner links and QR codes
     # ("" = http://host:port, right for a local run).
