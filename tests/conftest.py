@@ -30,6 +30,19 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep this checkout's temporary files under its own ``var/pytest``.
+
+    Every pytest run on a machine shares ``/tmp/pytest-of-<user>``: each run chmods it back
+    to 0700 and deletes all but the newest three sessions' folders, so two checkouts testing
+    at once pull folders from under each other, and the embedded PostgreSQL (which runs as
+    another user when we are root) loses access to its data directory mid-start.
+    """
+    if config.option.basetemp is None:
+        (config.rootpath / "var").mkdir(exist_ok=True)
+        config.option.basetemp = str(config.rootpath / "var" / "pytest")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """The session's Redis, with an AOF as production's: a gateway refuses to serve claims
