@@ -56,7 +56,7 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|do
 	  --host http://$${FLASHCLAIM_HOST:-127.0.0.1}:$${FLASHCLAIM_PORT:-8080} \
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
-bench: install ## claims/s vs an aiohttp hello-world (wrk); consumer rows/s vs COPY; end to end; the H5 herd
+bench: install ## claims/s vs an aiohttp hello-world (wrk), p99 at half peak, RSS after a 100k-user herd; consumer vs COPY; end to end; the H5 herd (PROFILE=1: flame graph; BENCH_WORKERS=2)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench

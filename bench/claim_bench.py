@@ -14,6 +14,11 @@ Each server is one process pinned to CPU 1; wrk (one thread, 64 connections) and
 (``BENCH_ROUNDS``, 3; ``BENCH_DURATION`` seconds each, 6), so every round's ratios compare
 runs seconds apart; the table shows the median round and each round's ratio. The figures
 are printed and written to ``bench/out/claim_bench.json``.
+
+Then, against the same gateway (``bench/claim_extras.py``): accepting claims at half the
+peak just measured (p99 under load), ``PROFILE=1``'s flame graph, and the gateway's memory
+after a herd of 100,000 distinct users. ``BENCH_WORKERS=2`` runs the gateway as two
+worker processes (``flashclaim serve``, both CPUs) for the scaling figure.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 
 import msgspec
 
+from bench import claim_extras as extras
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import decode_spec
 from gateway.campaigns.store import CampaignStore
@@ -55,6 +61,8 @@ from gateway.stack.servers import (
 POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
 DURATION_S = int(os.environ.get("BENCH_DURATION", "6"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+HALF_PEAK = "claims, accepting at half the peak rate"
 BASELINE = "hello-world baseline"
 CONNECTIONS = 64
 USERS = 2000
@@ -75,13 +83,18 @@ class Run:
     requests: int
 
 
-def wrk_script(campaign_id: str, run_id: str) -> str:
-    """A wrk Lua script posting claims from USERS users, each request a new requestId."""
+def wrk_script(
+    campaign_id: str, run_id: str, users: int = USERS, delay_ms: float | None = None
+) -> str:
+    """A wrk Lua script posting claims from ``users`` users, each request a new requestId
+    (with ``delay_ms``: each connection waits that long between requests)."""
     now = int(time.time())
     tokens = ",\n".join(
-        f'"{mint(JWT_SECRET, f"bench-{n}", expires_s=now + 3600)}"' for n in range(USERS)
+        f'"{mint(JWT_SECRET, f"bench-{n}", expires_s=now + 3600)}"' for n in range(users)
     )
+    delay = f"delay = function() return {delay_ms:.3f} end" if delay_ms else ""
     return f"""
+{delay}
 local tokens = {{ {tokens} }}
 local counter = 0
 request = function()
@@ -132,9 +145,11 @@ def _latency(report: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def start_server(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start a server pinned to CPU 1 and wait for its port."""
-    process = subprocess.Popen(["taskset", "-c", "1", *command], env=env)
+def start_server(
+    command: list[str], port: int, env: dict[str, str], cpus: str = "1"
+) -> subprocess.Popen[bytes]:
+    """Start a server pinned to ``cpus`` and wait for its port."""
+    process = subprocess.Popen(["taskset", "-c", cpus, *command], env=env)
     wait_for_port(port, timeout=30)
     return process
 
@@ -214,9 +229,10 @@ def bench_interleaved(settings: Settings, work: Path) -> list[Run]:
         [sys.executable, "-m", "bench.hello", str(hello_port)], hello_port, dict(os.environ)
     )
     gateway = start_server(
-        [sys.executable, "-m", "gateway.cli", "worker"],
+        [sys.executable, "-m", "gateway.cli", "worker" if WORKERS == 1 else "serve"],
         gateway_port,
-        gateway_env(settings, gateway_port),
+        gateway_env(settings, gateway_port, workers=WORKERS, metrics_port=0),
+        cpus="1" if WORKERS == 1 else "0,1",
     )
     runs: list[Run] = []
     try:
@@ -228,10 +244,49 @@ def bench_interleaved(settings: Settings, work: Path) -> list[Run]:
                 run = run_wrk(name, port, script, duration=2 if round_ < 0 else DURATION_S)
                 if round_ >= 0:
                     runs.append(run)
+        runs += further_runs(runs, workloads, gateway, gateway_port, work)
     finally:
         stop(gateway)
         stop(hello)
     return runs
+
+
+def further_runs(
+    runs: list[Run],
+    workloads: dict[str, str],
+    gateway: subprocess.Popen[bytes],
+    port: int,
+    work: Path,
+) -> list[Run]:
+    """Half-peak latency, the profile (PROFILE=1) and the memory after a herd of distinct
+    users (see ``bench/claim_extras.py``)."""
+    accepting, sold_out = workloads["claims, accepting"], workloads["claims, sold-out herd"]
+    peak = statistics.median(r.requests_per_s for r in runs if r.name == "claims, accepting")
+    script = work / "half-peak.lua"
+    script.write_text(
+        wrk_script(accepting, secrets.token_hex(4), delay_ms=extras.delay_ms(peak / 2, CONNECTIONS))
+    )
+    found = [run_wrk(HALF_PEAK, port, script)]
+    script = work / "profile.lua"
+    script.write_text(wrk_script(accepting, secrets.token_hex(4)))
+    svg = extras.profile(
+        gateway.pid, "claims-accepting", DURATION_S, lambda: run_wrk("profile", port, script)
+    )
+    if svg is not None:
+        print(f"flame graph of the accepting run: {svg}")
+    if extras.HERD_USERS > 0 and extras.HERD_S > 0:
+        before = extras.rss_kib(gateway.pid)
+        script = work / "herd.lua"
+        script.write_text(wrk_script(sold_out, secrets.token_hex(4), users=extras.HERD_USERS))
+        herd = run_wrk(f"herd, {extras.HERD_USERS:,} users", port, script, extras.HERD_S)
+        after = extras.rss_kib(gateway.pid)
+        print(
+            f"\ngateway RSS: {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB after"
+            f" {herd.requests:,} claims from {extras.HERD_USERS:,} distinct users in"
+            f" {extras.HERD_S} s ({WORKERS} worker(s))"
+        )
+        found.append(herd)
+    return found
 
 
 def gateway_env(settings: Settings, port: int, **overrides: Any) -> dict[str, str]:
@@ -264,15 +319,18 @@ def report(runs: list[Run]) -> None:
     )
     baselines = [run.requests_per_s for run in runs if run.name == BASELINE]
     print(
-        f"{'workload':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>10}{'ratio':>8}"
+        f"{'workload':<40}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>10}{'ratio':>8}"
         f"  ratio per round"
     )
     for name in dict.fromkeys(run.name for run in runs):
         mine = [run for run in runs if run.name == name]
-        ratios = [run.requests_per_s / base for run, base in zip(mine, baselines, strict=True)]
+        if len(mine) == len(baselines):  # interleaved: each against its own round's
+            ratios = [run.requests_per_s / base for run, base in zip(mine, baselines, strict=True)]
+        else:  # the further runs: against the median baseline
+            ratios = [run.requests_per_s / statistics.median(baselines) for run in mine]
         median = sorted(mine, key=lambda run: run.requests_per_s)[len(mine) // 2]
         print(
-            f"{name:<24}{median.requests_per_s:>10.0f}{median.p50_ms:>9.2f}{median.p99_ms:>9.2f}"
+            f"{name:<40}{median.requests_per_s:>10.0f}{median.p50_ms:>9.2f}{median.p99_ms:>9.2f}"
             f"{median.non_2xx:>10}{statistics.median(ratios):>8.2f}"
             f"  {' '.join(f'{ratio:.2f}' for ratio in ratios)}"
         )
