@@ -177,11 +177,11 @@ class ClaimService:
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
             decided = await self._script(batch)
-        metrics.SCRIPT_SECONDS.labels("claim").observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(claims))
-        metrics.OUTBOX_LENGTH.labels(cid).set(decided.outbox_length)
-        metrics.STOCK_REMAINING.labels(cid).set(max(decided.stock - decided.issued, 0))
-        metrics.STOCK_TOTAL.labels(cid).set(decided.stock)
+        metrics.child(metrics.SCRIPT_SECONDS, "claim").observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(claims))  # the figures per batch, not per claim
+        metrics.child(metrics.OUTBOX_LENGTH, cid).set(decided.outbox_length)
+        metrics.child(metrics.STOCK_REMAINING, cid).set(max(decided.stock - decided.issued, 0))
+        metrics.child(metrics.STOCK_TOTAL, cid).set(decided.stock)
         exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
         self.winners.observe(view.keys, decided.issued, exhausted)
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
@@ -210,7 +210,7 @@ class ClaimService:
                 if self._wire is not None
                 else self._redis.mget(keys)
             )
-        metrics.SCRIPT_SECONDS.labels("replay").observe(time.perf_counter() - started)
+        metrics.child(metrics.SCRIPT_SECONDS, "replay").observe(time.perf_counter() - started)
         return [
             refusal if record is None else _replayed(claim, record, view)
             for claim, record in zip(claims, records, strict=True)
