@@ -14,7 +14,9 @@ connection a ``redis.exceptions.ConnectionError``; the claim endpoint answers bo
 UNAVAILABLE. ``evalsha`` loads the script again on NOSCRIPT (after a restart, a failover or
 ``SCRIPT FLUSH``). A broken connection is opened again on the next call, and a call that
 failed on a broken connection is sent again, up to ``RETRIES`` times: safe for claims,
-whose replay records answer what a first sending already decided, and for reads.
+whose replay records answer what a first sending already decided, and for reads. A
+caller that gives up (its timeout) leaves the connection as it is unless nothing at all
+was answered on it while it waited.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class _Protocol(asyncio.Protocol):
         )
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
+        self.replies = 0  # replies read so far: a caller that gave up checks for progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
@@ -61,6 +64,7 @@ class _Protocol(asyncio.Protocol):
         reader.feed(data)
         try:
             while (reply := reader.gets()) is not False:
+                self.replies += 1
                 future = waiting.popleft()
                 if future.done():  # its caller gave up (timeout); the reply is dropped
                     continue
@@ -128,10 +132,16 @@ class Wire:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(future)
         transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
+        replies = protocol.replies
         try:
             return await future
-        except asyncio.CancelledError:  # a timeout: Redis is in trouble; start afresh
-            transport.abort()
+        except asyncio.CancelledError:
+            # The caller gave up (its timeout); the reply, if it comes, is dropped in turn.
+            # A connection that answered nothing at all meanwhile may be dead without
+            # knowing it (no RST): start afresh. One that is answering is left alone, so a
+            # slow moment does not fail every other campaign's call in flight on it.
+            if protocol.replies == replies:
+                transport.abort()
             raise
 
     async def _connect(self) -> _Protocol:

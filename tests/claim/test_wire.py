@@ -92,3 +92,22 @@ def test_it_runs_on_uvloop_as_the_workers_do(settings):
             await connection.aclose()
 
     assert uvloop.run(talk()) == ["a", "b", "c"]
+
+
+async def test_a_caller_that_gave_up_on_an_answering_connection_keeps_it(wire):
+    before = await wire.command("CLIENT", "ID")
+    first = asyncio.ensure_future(wire.command("BLPOP", "nothing", 0.1))  # answers nil
+    await asyncio.sleep(0)  # sent first
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await wire.command("BLPOP", "nothing-either", 0.6)
+    assert await first is None
+    assert await wire.command("CLIENT", "ID") == before  # not torn down: the same client
+
+
+async def test_a_caller_that_gave_up_on_a_silent_connection_opens_another(wire):
+    before = await wire.command("CLIENT", "ID")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await wire.command("BLPOP", "nothing", 1)
+    assert await wire.command("CLIENT", "ID") != before
