@@ -62,6 +62,7 @@ bench: install ## claims/s vs an aiohttp hello-world (wrk), p99 at half peak, RS
 	$(BIN)/python -m bench.claim_bench
 	$(BIN)/python -m bench.e2e_bench
 	$(BIN)/python -m bench.public_bench
+	$(BIN)/python -m bench.channels_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

@@ -23,6 +23,15 @@ from gateway.campaigns import admin_api as campaigns_admin
 from gateway.campaigns.cache import follow_campaign_events
 from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.store import CampaignStore
+from gateway.channels import admin_api as channels_admin
+from gateway.channels import api as channels_api
+from gateway.channels.bind_store import BindJobs
+from gateway.channels.code_store import CodeBatches
+from gateway.channels.codes import CodeHasher
+from gateway.channels.grants import Triggers
+from gateway.channels.guard import CodeGuard
+from gateway.channels.redeem import Redeemer
+from gateway.channels.triggers import TriggerRules
 from gateway.claim import api as claim_api
 from gateway.claim.service import ClaimService
 from gateway.h5 import api as h5_api
@@ -89,6 +98,8 @@ OPERATIONS: list[Operation] = [
     *h5_api.OPERATIONS,
     *campaigns_admin.OPERATIONS,
     *h5_partners.OPERATIONS,
+    *channels_api.OPERATIONS,
+    *channels_admin.OPERATIONS,
     *_HEALTH_OPERATIONS,
     *openapi.OPERATIONS,
 ]
@@ -124,6 +135,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.on_shutdown.append(_not_ready)
     app.add_routes(claim_api.routes())
     app.add_routes(h5_api.routes())
+    app.add_routes(channels_api.routes())
     app.add_routes(
         [
             web.get("/livez", livez),
@@ -145,6 +157,7 @@ def _admin_app(settings: Settings) -> web.Application:
     admin[ADMIN_TOKEN] = settings.admin_token
     admin.add_routes(campaigns_admin.routes())
     admin.add_routes(h5_partners.admin_routes())
+    admin.add_routes(channels_admin.routes())
     return admin
 
 
@@ -168,6 +181,7 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
         app[h5_api.VIEWS] = PublicViews(
             redis, clock, settings.campaign_cache_ms, settings.redis_timeout_ms / 1000
         )
+        _channels(app, settings, claims, redis, pool)
         app[SUBSCRIBED] = subscribed = asyncio.Event()
         stop = asyncio.Event()
         events = asyncio.create_task(
@@ -194,6 +208,19 @@ def _clients(settings: Settings, clock: Clock) -> Callable[[web.Application], As
             await redis.aclose()
 
     return open_clients
+
+
+def _channels(
+    app: web.Application, settings: Settings, claims: ClaimService, redis: Any, pool: Any
+) -> None:
+    """Redeem codes, bind jobs and triggers (gateway/channels/)."""
+    hasher = CodeHasher.for_settings(settings.code_secret, settings.jwt_secret)
+    app[channels_api.REDEEMER] = Redeemer(claims, redis, CodeGuard(redis, settings), hasher)
+    rules = TriggerRules(pool, settings.trigger_cache_ms)
+    app[channels_admin.RULES] = rules
+    app[channels_api.TRIGGERS] = Triggers(claims, rules, redis, settings.skydrop_max_grants)
+    app[channels_admin.CODES] = CodeBatches(pool, redis, hasher)
+    app[channels_admin.JOBS] = BindJobs(pool)
 
 
 async def _not_ready(app: web.Application) -> None:

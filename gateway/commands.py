@@ -128,12 +128,28 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             new_user=args.new_user,
             level=args.level,
             tags=args.tag,
+            city=args.city,
+            attrs=_attributes(args.attr),
         )
-    except InvalidClaims as exc:
+    except (InvalidClaims, ValueError) as exc:
         print(f"flashclaim token: the gateway would refuse this token: {exc}", file=sys.stderr)
         return 1
     print(token)
     return 0
+
+
+def _attributes(pairs: list[str]) -> dict[str, float]:
+    """``--attr NAME=NUMBER`` flags as a dict; ValueError names a malformed one."""
+    found = {}
+    for pair in pairs:
+        name, sep, number = pair.partition("=")
+        try:
+            found[name] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--attr {pair!r}: expected NAME=NUMBER")
+    return found
 
 
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
@@ -166,6 +182,45 @@ def _campaign(settings: Settings, args: argparse.Namespace) -> int:
 
         return _sync(partners.command)(settings, args.id, args.channel, args.qr or "")
     return _sync(commands.lifecycle)(settings, action, args.id)
+
+
+def _codes(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import commands
+
+    return _sync(commands.generate_codes)(settings, args.id, args.count, args.out)
+
+
+def _bind(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import commands
+
+    if args.status:
+        return _sync(commands.status)(settings, args.job)
+    if not args.id or not args.users:
+        print("flashclaim bind: CAMPAIGN and USERS are required (or --status)", file=sys.stderr)
+        return 2
+    report = args.report or f"{args.job}.report.csv"
+    return _sync(commands.bind)(settings, args.id, args.users, args.job, report, args.batch)
+
+
+def _events(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.channels import event_consumer
+
+    return event_consumer.main(settings)
+
+
+def _codes_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="CAMPAIGN", help="the campaign (published)")
+    parser.add_argument("--count", type=int, required=True, help="how many codes (1-1000000)")
+    parser.add_argument("--out", default="-", help="CSV file to write (default: stdout)")
+
+
+def _bind_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="CAMPAIGN", nargs="?", help="the campaign")
+    parser.add_argument("users", metavar="USERS", nargs="?", help="CSV, first column user ids")
+    parser.add_argument("--job", required=True, help="job id: the same id resumes the job")
+    parser.add_argument("--report", default="", help="report CSV (default JOB.report.csv)")
+    parser.add_argument("--batch", type=int, default=2000, help="users per checkpoint")
+    parser.add_argument("--status", action="store_true", help="only print the job's progress")
 
 
 @dataclass(frozen=True)
@@ -225,6 +280,14 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--new-user", action="store_true", help="claim new_user: true")
     parser.add_argument("--level", type=int, default=0, help="the user's level (0-100)")
     parser.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    parser.add_argument("--city", default=None, help="the user's city (claim rules: cities)")
+    parser.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help="a numeric attribute, e.g. churnProbability=0.6 (repeatable)",
+    )
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
@@ -267,6 +330,16 @@ COMMANDS = [
             "Refuses what the gateway would refuse: a malformed user id, a level outside"
             " 0-100, malformed tags, a ttl under a second.", ("jwt_secret",),
             ("JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"), _token_flags),
+    Command("codes", _codes, "generate redeem codes for a campaign, as CSV",
+            "Only keyed hashes of the codes are kept: the CSV is their only copy.",
+            (), ("REDIS_URL", "DATABASE_URL", "CODE_SECRET"), _codes_flags),
+    Command("bind", _bind, "give a campaign's coupon to every user of a CSV (resumable)",
+            "Through the claim path in batches; the same --job resumes after a crash and"
+            " gives nobody a second coupon. Progress bar on stderr, counts as JSON on stdout.",
+            (), ("REDIS_URL", "DATABASE_URL", "REPLAY_TTL_S"), _bind_flags),
+    Command("events", _events, "grant coupons for events from the events topic until SIGTERM",
+            "Each event id grants at most once per trigger rule.", (),
+            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL")),
     Command("campaign", _campaign, "operate campaigns (create, publish, pause, top up, ...)",
             "Prints what the admin API answers, as JSON.", (), ("REDIS_URL", "DATABASE_URL")),
 ]  # fmt: skip

@@ -27,9 +27,11 @@ LABEL_PATTERN = whole(r"[a-z0-9][a-z0-9_-]{0,31}")  # channels, tags, groups
 USER_ID_PATTERN = whole(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 DEVICE_ID_PATTERN = whole(r"[A-Za-z0-9_.:-]{1,128}")
 REQUEST_ID_PATTERN = whole(r"[A-Za-z0-9_-]{8,64}")
+ATTRIBUTE_PATTERN = whole(r"[a-z][A-Za-z0-9_]{0,31}")  # numeric user attributes (camelCase)
 
 CampaignId = Annotated[str, msgspec.Meta(pattern=CAMPAIGN_ID_PATTERN)]
 Label = Annotated[str, msgspec.Meta(pattern=LABEL_PATTERN)]
 UserId = Annotated[str, msgspec.Meta(pattern=USER_ID_PATTERN)]
 DeviceId = Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)]
 RequestId = Annotated[str, msgspec.Meta(pattern=REQUEST_ID_PATTERN)]
+AttributeName = Annotated[str, msgspec.Meta(pattern=ATTRIBUTE_PATTERN)]

@@ -95,6 +95,15 @@ class CampaignKeys:
         """Hash: user id -> coupons claimed on ``day``."""
         return f"{self.base}:day:{day}:users"
 
+    @property
+    def user_money(self) -> str:
+        """Hash: user id -> cents of coupon value claimed in total (per-user money cap)."""
+        return f"{self.base}:money:users"
+
+    def daily_money(self, day: str) -> str:
+        """String: cents of coupon value issued on ``day`` (per-day money budget)."""
+        return f"{self.base}:day:{day}:money"
+
     def claim_keys(self, day: str) -> list[str]:
         """The fixed KEYS of ``claim.lua``, in its header's order (claims' records follow)."""
         return [
@@ -108,8 +117,38 @@ class CampaignKeys:
             self.daily(day),
             self.users_daily(day),
             self.winners,
+            self.user_money,
+            self.daily_money(day),
         ]
+
+    @property
+    def codes(self) -> str:
+        """Hash: keyed hash of a redeem code -> "" while unused, ``<user>\t<requestId>``
+        once redeemed (written by ``claim.lua`` in the claim's own step)."""
+        return f"{self.base}:codes"
 
     def request(self, request_id: str) -> str:
         """String: the answer given to an accepted ``requestId``, for replay."""
         return f"{self.base}:req:{request_id}"
+
+
+# Channels (gateway/channels/): redeem codes and automatic triggers.
+
+#: Hash: keyed hash of a redeem code -> its campaign id (where to look it up).
+CODE_INDEX = f"{PREFIX}:codes"
+
+
+def code_failures(kind: str, who: str) -> str:
+    """String: failed redeem attempts of a user, device or IP (``kind``) in the window."""
+    return f"{PREFIX}:codefail:{kind}:{who}"
+
+
+def code_lock(kind: str, who: str) -> str:
+    """String, expiring: set while a user, device or IP is locked out of redeeming."""
+    return f"{PREFIX}:codelock:{kind}:{who}"
+
+
+def skydrop_opens(user_id: str) -> str:
+    """Hash: ``opens`` -> the user's app opens counted so far, ``r:<requestId>`` -> which
+    open that request was (a retried open keeps its number; "first N opens" rules)."""
+    return f"{PREFIX}:skydrop:{{{user_id}}}"

@@ -42,7 +42,15 @@ class Reason(enum.StrEnum):
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     CLIENT_CLOSED = "CLIENT_CLOSED"
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+    # Claim rules (gateway/rules/, codes 55-59)
+    CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
+    DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
+    USER_MONEY_LIMIT = "USER_MONEY_LIMIT"
     INTERNAL = "INTERNAL"
+    # Redeem codes (gateway/channels/): 17 is claim.lua's, 50-54 the gateway's.
+    CODE_INVALID = "CODE_INVALID"
+    CODE_MISTYPED = "CODE_MISTYPED"
+    CODE_LOCKED = "CODE_LOCKED"
 
     @property
     def code(self) -> int:
@@ -118,7 +126,40 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
     # (nginx's "client closed request"), a client error, so it never trips a 5xx alert.
     (Reason.CLIENT_CLOSED, 26, 499, "The client closed the connection mid-request."),
     (Reason.ORIGIN_NOT_ALLOWED, 27, HTTPStatus.FORBIDDEN, "This origin may not call the API."),
+    # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
+    (
+        Reason.CHANNEL_SOLD_OUT,
+        55,
+        HTTPStatus.CONFLICT,
+        "This channel's share of the coupons is gone.",
+    ),
+    (
+        Reason.DAILY_BUDGET_EXHAUSTED,
+        56,
+        HTTPStatus.CONFLICT,
+        "Today's budget is spent; try tomorrow.",
+    ),
+    (
+        Reason.USER_MONEY_LIMIT,
+        57,
+        HTTPStatus.CONFLICT,
+        "You reached the most coupon value allowed.",
+    ),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
+    # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
+    (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),
+    (
+        Reason.CODE_MISTYPED,
+        50,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "This is not a code: check it for a typo.",
+    ),
+    (
+        Reason.CODE_LOCKED,
+        51,
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "Too many wrong codes; try again later.",
+    ),
 ]
 
 _CODES = {reason: code for reason, code, _, _ in _TABLE}
@@ -148,8 +189,17 @@ def refusal_body(
 #: Refusals after which a campaign is answered from memory for a while: nothing but a
 #: top-up or a new day changes them.
 EXHAUSTED = frozenset(
-    {Reason.SOLD_OUT, Reason.DAILY_SOLD_OUT, Reason.BUDGET_EXHAUSTED, Reason.ENDED}
+    {
+        Reason.SOLD_OUT,
+        Reason.DAILY_SOLD_OUT,
+        Reason.BUDGET_EXHAUSTED,
+        Reason.ENDED,
+        Reason.DAILY_BUDGET_EXHAUSTED,  # every coupon of a campaign costs the same
+    }
 )
+
+#: Exhausted until the campaign's midnight, not longer: a new day brings them back.
+EXHAUSTED_TODAY = frozenset({Reason.DAILY_SOLD_OUT, Reason.DAILY_BUDGET_EXHAUSTED})
 
 #: Refusals that are the gateway doing its job (a load test counts them as successes):
 #: the campaign's rules, limits and protections, not a fault and not a bad request.
@@ -165,6 +215,8 @@ BUSINESS_REFUSALS = EXHAUSTED | frozenset(
         Reason.BLOCKED,
         Reason.RATE_LIMITED,
         Reason.OVERLOADED,
+        Reason.CHANNEL_SOLD_OUT,  # one channel's quota: others may still claim
+        Reason.USER_MONEY_LIMIT,
     }
 )
 

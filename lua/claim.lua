@@ -10,7 +10,7 @@
   (PEXPIRE, EX) to the time passed in, so a moved clock never expires a key early.
 
   A claim's requestId is bound here, scoped to the campaign: the replay record an
-  accepted claim writes (KEYS[9+i]) answers a retry by the same user and device with the
+  accepted claim writes (its per-claim KEYS) answers a retry by the same user and device with the
   same coupon, and a reuse by another user or device with REQUEST_MISMATCH. A refused
   claim binds nothing, so its requestId is decided afresh next time.
 
@@ -25,7 +25,9 @@
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
     KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
-    KEYS[10+i]            string replay record of claim i's requestId
+    KEYS[11] user_money   hash   user -> cents of coupon value claimed in total
+    KEYS[12] daily_money  string cents of coupon value issued today
+    KEYS[12+i]            string replay record of claim i's requestId
     ARGV[1]  now, epoch ms
     ARGV[2]  end of today in the campaign's zone, epoch ms
     ARGV[3]  replay record TTL, seconds
@@ -41,8 +43,18 @@
     code: 0 ACCEPTED, 1 SOLD_OUT, 2 DAILY_SOLD_OUT, 3 BUDGET_EXHAUSTED, 4 USER_LIMIT,
           5 USER_DAILY_LIMIT, 6 DEVICE_LIMIT, 7 NOT_STARTED, 8 ENDED, 9 PAUSED,
           10 NOT_ELIGIBLE, 11 EXCLUSIVE_CONFLICT, 12 BLOCKED, 13 UNKNOWN_CAMPAIGN,
-          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE
+          14 REQUEST_MISMATCH, 15 OVERLOADED, 16 UNAVAILABLE, 17 CODE_INVALID,
+          55 CHANNEL_SOLD_OUT, 56 DAILY_BUDGET_EXHAUSTED, 57 USER_MONEY_LIMIT
+    Claim rules (gateway/rules/): cfg.quotas ",<channel>=<n>,..." caps what each channel may
+    issue of the one stock (counted in counters "ch:<channel>"); cfg.ucap caps the value a
+    user claims in total, cfg.dbudget the value issued per day (0: no cap).
     A malformed call is refused with an error before anything is written.
+
+  Redeem codes (gateway/channels/redeem.py), a separate addition at the end of the contract:
+    KEYS[12+n+1] codes    hash   keyed hash of a code -> "" unused, "<user>\t<requestId>" used
+    ARGV[last n]          claim i's code hash ("" for a claim without a code)
+  Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
+  code is in the hash and unused; accepted, it marks the code used in the same step.
 ]]
 
 local ACCEPTED, SOLD_OUT, DAILY_SOLD_OUT, BUDGET_EXHAUSTED = 0, 1, 2, 3
@@ -50,15 +62,22 @@ local USER_LIMIT, USER_DAILY_LIMIT, DEVICE_LIMIT = 4, 5, 6
 local NOT_STARTED, ENDED, PAUSED, NOT_ELIGIBLE = 7, 8, 9, 10
 local EXCLUSIVE_CONFLICT, BLOCKED, UNKNOWN_CAMPAIGN = 11, 12, 13
 local REQUEST_MISMATCH, OVERLOADED, UNAVAILABLE = 14, 15, 16
+local CODE_INVALID = 17
+local CHANNEL_SOLD_OUT, DAILY_BUDGET_EXHAUSTED, USER_MONEY_LIMIT = 55, 56, 57
 
 local DAY_MS = 86400000
-local FIRST, STRIDE, FIXED_KEYS = 7, 8, 10
+local FIRST, STRIDE, FIXED_KEYS = 7, 8, 12
 
 local now, day_end = tonumber(ARGV[1]), tonumber(ARGV[2])
 local replay_ttl, outbox_max, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local winners_max = tonumber(ARGV[6])
+-- Redeem codes: one more key and n more values when the batch carries codes.
+local codes_key = n and #KEYS == FIXED_KEYS + n + 1 and KEYS[FIXED_KEYS + n + 1] or nil
+local extra_keys, extra_args = 0, 0
+if codes_key then extra_keys, extra_args = 1, n end
 if not (now and day_end and replay_ttl and outbox_max and n and winners_max) or n < 1
-    or #KEYS ~= FIXED_KEYS + n or #ARGV ~= FIRST - 1 + n * STRIDE then
+    or #KEYS ~= FIXED_KEYS + n + extra_keys
+    or #ARGV ~= FIRST - 1 + n * STRIDE + extra_args then
   return redis.error_reply('ERR claim.lua: malformed call')
 end
 for i = 1, n do
@@ -71,7 +90,7 @@ end
 
 local cfg = redis.call('HMGET', KEYS[1], 'status', 'start', 'end', 'stock', 'dstock', 'budget',
   'value', 'ulimit', 'udlimit', 'dlimit', 'newonly', 'minlevel', 'tags', 'channels', 'group',
-  'vmode', 'vuntil', 'vdays', 'cid')
+  'vmode', 'vuntil', 'vdays', 'cid', 'quotas', 'ucap', 'dbudget')
 local status = cfg[1]
 local stock, dstock, budget = tonumber(cfg[4]) or 0, tonumber(cfg[5]) or 0, tonumber(cfg[6]) or 0
 local value, ulimit = tonumber(cfg[7]) or 0, tonumber(cfg[8]) or 0
@@ -128,6 +147,45 @@ local function count(key, field)
   return tonumber(redis.call('HGET', key, field)) or 0
 end
 
+-- Claim rules (gateway/rules/): channel quotas of the one stock, a per-user money cap and a
+-- per-day money budget; checked after the budget, written with the claim.
+local quotas, ucap, dbudget = cfg[20] or '', tonumber(cfg[21]) or 0, tonumber(cfg[22]) or 0
+local day_money = dbudget > 0 and (tonumber(redis.call('GET', KEYS[12])) or 0) or 0
+local by_channel = {}
+
+local function quota_of(channel)
+  local at = quotas ~= '' and string.find(quotas, ',' .. channel .. '=', 1, true)
+  if not at then return nil end
+  return tonumber(string.match(quotas, '^%d+', at + #channel + 2))
+end
+
+local function channel_issued(channel)
+  if by_channel[channel] == nil then by_channel[channel] = count(KEYS[2], 'ch:' .. channel) end
+  return by_channel[channel]
+end
+
+local function rule_refusal(user, channel)
+  local quota = quota_of(channel)
+  if quota and channel_issued(channel) >= quota then return CHANNEL_SOLD_OUT end
+  if dbudget > 0 and day_money + value > dbudget then return DAILY_BUDGET_EXHAUSTED end
+  if ucap > 0 and count(KEYS[11], user) + value > ucap then return USER_MONEY_LIMIT end
+  return nil
+end
+
+local function rule_writes(user, channel)
+  if quotas ~= '' then
+    by_channel[channel] = channel_issued(channel) + 1
+    redis.call('HINCRBY', KEYS[2], 'ch:' .. channel, 1)
+  end
+  if dbudget > 0 then
+    day_money = day_money + value
+    if redis.call('INCRBY', KEYS[12], value) == value then
+      redis.call('PEXPIRE', KEYS[12], day_end - now + 2 * DAY_MS)
+    end
+  end
+  if ucap > 0 then redis.call('HINCRBY', KEYS[11], user, value) end
+end
+
 -- The rules, in the order their reasons are reported.
 local function decide(user, device, new_user, level, tags, channel)
   if campaign_code then return campaign_code end
@@ -143,6 +201,8 @@ local function decide(user, device, new_user, level, tags, channel)
   if issued >= stock then return SOLD_OUT end
   if dstock > 0 and today >= dstock then return DAILY_SOLD_OUT end
   if budget > 0 and spent + value > budget then return BUDGET_EXHAUSTED end
+  local rule = rule_refusal(user, channel)
+  if rule then return rule end
   if outbox_len >= outbox_max then return OVERLOADED end
   return ACCEPTED
 end
@@ -167,6 +227,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   end
   if dlimit > 0 then redis.call('HINCRBY', KEYS[4], device, 1) end
   if group ~= '' then redis.call('HSET', KEYS[6], user, cid .. ':' .. expires) end
+  rule_writes(user, channel)
   redis.call('SET', req_key, user .. '\t' .. device .. '\t' .. coupon .. '\t' .. expires,
     'EX', replay_ttl)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
@@ -191,10 +252,17 @@ for i = 1, n do
       results[i] = { REQUEST_MISMATCH, '', 0, 0 }
     end
   else
-    local code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
-      ARGV[at + 7])
+    local redeem = codes_key and ARGV[FIRST - 1 + n * STRIDE + i] or ''
+    local code
+    if redeem ~= '' and redis.call('HGET', codes_key, redeem) ~= '' then
+      code = CODE_INVALID  -- never issued (false) or used: the same answer
+    else
+      code = decide(user, device, ARGV[at + 4], tonumber(ARGV[at + 5]), ARGV[at + 6],
+        ARGV[at + 7])
+    end
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else
       results[i] = { code, '', 0, 0 }
     end

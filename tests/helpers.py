@@ -81,14 +81,18 @@ def body(
     request_id: str | None = None,
     device: str = "dev-1",
     channel: str = "seckill",
+    city: str | None = None,
 ) -> dict[str, str]:
     """A claim body; a fresh requestId unless one is given."""
-    return {
+    data = {
         "campaignId": campaign_id,
         "requestId": request_id or f"req-{next(_rids):08d}",
         "deviceId": device,
         "channel": channel,
     }
+    if city is not None:
+        data["city"] = city
+    return data
 
 
 async def claim(

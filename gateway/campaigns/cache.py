@@ -21,7 +21,9 @@ from redis.exceptions import RedisError
 
 from gateway.infra.clock import Clock, Day, day_of
 from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
-from gateway.reasons import Reason
+from gateway.reasons import EXHAUSTED_TODAY, Reason
+from gateway.rules.spec import Rules, decode_rules
+from gateway.rules.windows import WindowClock
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ class CampaignView:
     status: str
     exhausted: Reason | None = None
     exhausted_until_ms: int = 0
+    rules: Rules | None = None  # decided before Redis (gateway/rules/gate.py)
+    channels: frozenset[str] = frozenset()  # listed or given a quota: metric labels
+    windows: WindowClock | None = None
     _day: Day | None = field(default=None, repr=False)
 
     def day(self, now_ms: int) -> Day:
@@ -58,7 +63,7 @@ class CampaignView:
         """Remember for ``ttl_ms`` (not past midnight, for the daily kind) that claims are
         refused with ``reason``."""
         until = now_ms + ttl_ms
-        if reason is Reason.DAILY_SOLD_OUT:
+        if reason in EXHAUSTED_TODAY:
             until = min(until, self.day(now_ms).end_ms)
         self.exhausted, self.exhausted_until_ms = reason, until
 
@@ -124,12 +129,24 @@ class CampaignCache:
         if not config:
             return None
         previous = self._entries.get(campaign_id)
+        zone, start_ms, end_ms = ZoneInfo(config["tz"]), int(config["start"]), int(config["end"])
+        rules = decode_rules(config.get("rules"))
         view = CampaignView(
             keys=keys,
-            zone=ZoneInfo(config["tz"]),
-            start_ms=int(config["start"]),
-            end_ms=int(config["end"]),
+            zone=zone,
+            start_ms=start_ms,
+            end_ms=end_ms,
             status=config["status"],
+            rules=rules,
+            channels=frozenset(
+                [c for c in config.get("channels", "").split(",") if c]
+                + [q.split("=")[0] for q in config.get("quotas", "").split(",") if q]
+            ),
+            windows=(
+                WindowClock(rules.windows, zone, start_ms, end_ms)
+                if rules is not None and rules.windows is not None
+                else None
+            ),
         )
         if previous is not None and previous.view is not None:  # keep what was learnt
             view.exhausted = previous.view.exhausted

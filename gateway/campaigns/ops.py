@@ -18,6 +18,7 @@ from gateway.campaigns.spec import Campaign, CampaignSpec, Status, redis_config
 from gateway.campaigns.store import CampaignStore
 from gateway.infra.clock import Clock, day_of
 from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
+from gateway.rules.figures import channel_figures
 
 
 class CampaignStateError(ValueError):
@@ -108,6 +109,9 @@ class CampaignOps:
             ),
             "outboxLength": outbox,
         }
+        if campaign.channel_quotas:  # figures by channel (gateway/rules/)
+            counters: dict[str, str] = await self.redis.hgetall(keys.counters)  # type: ignore[assignment]
+            live["channels"] = channel_figures(counters, campaign.channel_quotas)
         return {**msgspec.to_builtins(campaign), "live": live}
 
     async def _move(self, campaign_id: str, status: Status, allowed: set[Status]) -> Campaign:

@@ -17,7 +17,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gateway.campaigns.pages import PageSetup
-from gateway.identifiers import CampaignId, Label
+from gateway.identifiers import AttributeName, CampaignId, Label
+from gateway.rules.spec import (
+    MAX_ATTRIBUTES,
+    MAX_CITIES,
+    AttributeSource,
+    CitySource,
+    ClaimWindows,
+    Cost,
+    CostSource,
+    Offer,
+    Range,
+    Rules,
+    window_violations,
+)
 
 MAX_CENTS = 100_000_000_000  # one billion yuan: far above any real coupon budget
 MAX_COUNT = 1_000_000_000
@@ -80,6 +93,13 @@ class Audience(msgspec.Struct, rename="camel", forbid_unknown_fields=True, froze
     new_users_only: bool = False
     min_level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     tags: list[Label] = msgspec.field(default_factory=list)  # any one of them suffices
+    # Ranges over numeric user attributes (发放人群), from the token or the profile service.
+    ranges: Annotated[dict[AttributeName, Range], msgspec.Meta(max_length=MAX_ATTRIBUTES)] = (
+        msgspec.field(default_factory=dict)
+    )
+    attributes_from: AttributeSource = AttributeSource.TOKEN
+    # "Holds a coupon of campaign A: offer B instead" (answered NOT_ELIGIBLE with ``offer``).
+    offers: Annotated[list[Offer], msgspec.Meta(max_length=8)] = msgspec.field(default_factory=list)
 
 
 class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -107,6 +127,18 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     exclusion_group: Label | None = None
     channels: list[Label] = msgspec.field(default_factory=list)  # empty: every channel
     pages: PageSetup = msgspec.field(default_factory=PageSetup)  # the H5 page's copy, per channel
+    # Claim rules (issue 10 items 5-8): gateway/rules/.
+    windows: ClaimWindows | None = None
+    channel_quotas: Annotated[dict[Label, Count], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=dict
+    )
+    cost: Cost = msgspec.field(default_factory=Cost)
+    per_user_money_cap_cents: Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)] | None = None
+    daily_budget_cents: Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)] | None = None
+    cities: Annotated[list[Label], msgspec.Meta(max_length=MAX_CITIES)] = msgspec.field(
+        default_factory=list
+    )
+    city_source: CitySource = CitySource.TOKEN
 
     @property
     def value_cents(self) -> int:
@@ -159,6 +191,8 @@ def decode_spec(data: bytes | dict[str, object]) -> CampaignSpec:
 
 
 def _field_error(message: str) -> FieldError:
+    if " - at `key` in `$" in message:  # a bad key of a mapping (channelQuotas, ranges)
+        message = message.replace(" - at `key` in `$", " (a key) - at `$")
     text, sep, path = message.rpartition(" - at `$")
     if not sep:
         match = re.search(r"`([^`]+)`", message)
@@ -187,11 +221,48 @@ def _rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
         ZoneInfo(spec.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
         found.append(("timeZone", f"unknown time zone {spec.time_zone!r}"))
+    found += _claim_rule_violations(spec)
     if isinstance(spec.validity, FixedWindow):
         if spec.validity.valid_until <= spec.validity.valid_from:
             found.append(("validity.validUntil", "must be after validFrom"))
         if spec.validity.valid_until <= spec.starts_at:
             found.append(("validity.validUntil", "must be after startsAt"))
+    return found
+
+
+def _claim_rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
+    """Windows, channel quotas, money caps, cost sharing, ranges and offers."""
+    found = window_violations(spec.windows) if spec.windows is not None else []
+    for channel, quota in spec.channel_quotas.items():
+        if quota > spec.stock:
+            found.append((f"channelQuotas.{channel}", "must not exceed stock"))
+        if spec.channels and channel not in spec.channels:
+            found.append((f"channelQuotas.{channel}", "is not one of channels"))
+    for name, cap in (
+        ("perUserMoneyCapCents", spec.per_user_money_cap_cents),
+        ("dailyBudgetCents", spec.daily_budget_cents),
+    ):
+        if cap is not None and cap < spec.value_cents:
+            found.append((name, "must cover at least one coupon's value"))
+    daily, total = spec.daily_budget_cents, spec.budget_cents
+    if daily is not None and total is not None and daily > total:
+        found.append(("dailyBudgetCents", "must not exceed budgetCents"))
+    shared = spec.cost.source is CostSource.SHARED
+    if shared and not 1 <= (spec.cost.platform_percent or 0) <= 99:
+        found.append(("cost.platformPercent", "must be between 1 and 99 for a shared cost"))
+    if not shared and spec.cost.platform_percent is not None:
+        found.append(
+            ("cost.platformPercent", f"only a shared cost has one, not {spec.cost.source}")
+        )
+    for name, bounds in spec.audience.ranges.items():
+        limits = [b for b in (bounds.min, bounds.max) if b is not None]
+        if not limits or any(b != b or abs(b) == float("inf") for b in limits):
+            found.append((f"audience.ranges.{name}", "needs a finite min or max"))
+        elif bounds.min is not None and bounds.max is not None and bounds.min > bounds.max:
+            found.append((f"audience.ranges.{name}", "min must not exceed max"))
+    for i, offer in enumerate(spec.audience.offers):
+        if spec.id in (offer.holds, offer.offer):
+            found.append((f"audience.offers[{i}]", "must name other campaigns"))
     return found
 
 
@@ -242,6 +313,11 @@ def redis_config(campaign: Campaign) -> dict[str, str | int]:
         "vmode": "fixed",
         "vuntil": 0,
         "vdays": 0,
+        # Claim rules (gateway/rules/): the gateway's part as JSON, claim.lua's as numbers.
+        "rules": _rules_json(campaign),
+        "quotas": _csv([f"{c}={n}" for c, n in campaign.channel_quotas.items()]),
+        "ucap": campaign.per_user_money_cap_cents or 0,
+        "dbudget": campaign.daily_budget_cents or 0,
     }
     if isinstance(validity, FixedWindow):
         config["vuntil"] = _ms(validity.valid_until)
@@ -250,6 +326,24 @@ def redis_config(campaign: Campaign) -> dict[str, str | int]:
     else:
         config["vmode"] = "eod"
     return config
+
+
+def rules_of(campaign: CampaignSpec) -> Rules:
+    """The rules a worker decides before Redis."""
+    audience = campaign.audience
+    return Rules(
+        windows=campaign.windows,
+        cities=list(campaign.cities),
+        city_source=campaign.city_source,
+        ranges=dict(audience.ranges),
+        attributes_from=audience.attributes_from,
+        offers=list(audience.offers),
+    )
+
+
+def _rules_json(campaign: CampaignSpec) -> str:
+    rules = rules_of(campaign)
+    return "" if rules.empty else msgspec.json.encode(rules).decode()
 
 
 def _csv(items: list[str]) -> str:

@@ -91,6 +91,17 @@ async def issue(request: web.Request) -> web.Response:
 
 
 def _answer(outcome: Outcome) -> web.Response:
+    if outcome.offer:  # "holds A: offer B instead" (gateway/rules/)
+        reason = outcome.reason
+        return json_response(
+            {
+                "code": reason.code,
+                "reason": reason.value,
+                "message": reason.message,
+                "offer": outcome.offer,
+            },
+            status=reason.status,
+        )
     if outcome.reason is not Reason.ACCEPTED:
         return refusal(outcome.reason, retry_after_s=outcome.retry_after_s)
     response = json_response(

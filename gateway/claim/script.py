@@ -49,6 +49,7 @@ class ClaimInput:
     level: int
     tags: str  # ",a,b," (the form the script searches), "" for none
     channel: str
+    code: str = ""  # a redeem code's keyed hash; sent after the claims (see Batch.call)
 
     def args(self) -> list[str | int]:
         """This claim's ``STRIDE`` ARGV values, in the script's order."""
@@ -78,7 +79,13 @@ class Batch:
     winners_max: int = 0  # keep accepted requestIds in a list while stock <= this
 
     def call(self) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of the script call deciding this batch."""
+        """KEYS and ARGV of the script call deciding this batch.
+
+        The fixed KEYS are ``CampaignKeys.claim_keys`` in the header's order, the claim
+        rules' two last (KEYS[11] ``user_money``, KEYS[12] ``daily_money``: gateway/rules/);
+        the claims' replay records follow them. A batch carrying redeem codes
+        (gateway/channels/) adds, at the end, the campaign's ``codes`` key and one value per
+        claim (its code's keyed hash, "" for none); otherwise neither."""
         names = self.keys.claim_keys(self.day)
         args: list[str | int] = [
             self.now_ms,
@@ -91,6 +98,9 @@ class Batch:
         for claim in self.claims:
             names.append(self.keys.request(claim.request_id))
             args += claim.args()
+        if any(claim.code for claim in self.claims):  # redeem codes: one key, n more ARGV
+            names.append(self.keys.codes)
+            args += [claim.code for claim in self.claims]
         return names, args
 
 

@@ -33,6 +33,9 @@ from gateway.infra.clock import Clock, iso_ms
 from gateway.infra.ratelimit import RateLimiter
 from gateway.infra.settings import Settings
 from gateway.reasons import EXHAUSTED, Reason
+from gateway.rules.figures import count_by_channel
+from gateway.rules.gate import ClaimGate, Refusal, window_refusal
+from gateway.rules.profiles import CachedProfiles, HttpProfiles
 
 
 class ClaimRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -42,6 +45,7 @@ class ClaimRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, f
     request_id: RequestId
     device_id: DeviceId
     channel: Label
+    city: Label | None = None  # judged only by campaigns with citySource "request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +57,15 @@ class Outcome:
     expires_at: str = ""  # RFC 3339, in the campaign's time zone
     replayed: bool = False
     retry_after_s: float = 0.0
+    offer: str = ""  # NOT_ELIGIBLE by an offer rule: the campaign offered instead
 
 
 @dataclass(frozen=True, slots=True)
 class _Claim:
     request: ClaimRequest
     claimant: Claimant
+    refusal: Outcome | None = None  # a claim rule's answer, unless it replays (gateway/rules/)
+    code: str = ""  # a redeem code's keyed hash (gateway/channels/redeem.py), "" for none
 
 
 class _Runner(Protocol):
@@ -77,6 +84,21 @@ class ClaimService:
         self._wire = Wire(settings.redis_url, self._timeout_s) if lean else None
         self._script = ClaimScript(redis, wire=self._wire)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
+        self.profiles = (
+            HttpProfiles(settings.profile_url, settings.profile_timeout_ms)
+            if settings.profile_url
+            else None
+        )
+        self.gate = ClaimGate(  # claim rules decided before Redis (gateway/rules/)
+            redis,
+            self.campaigns,
+            self.profiles
+            and CachedProfiles(
+                self.profiles, clock, settings.profile_cache_s * 1000, settings.profile_timeout_ms
+            ),
+            settings.profile_fallback,
+            self._timeout_s,
+        )
         self.winners = Winners(redis, settings.sold_out_memory_max, self._timeout_s)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
@@ -101,20 +123,35 @@ class ClaimService:
         """Close the claim path's own connection (the caller closes ``redis``)."""
         if self._wire is not None:
             await self._wire.aclose()
+        if self.profiles is not None:
+            await self.profiles.aclose()
 
-    async def claim(self, claimant: Claimant, request: ClaimRequest, ip: str) -> Outcome:
-        """Decide one claim (the caller has verified ``claimant`` and ``request``)."""
+    async def claim(
+        self, claimant: Claimant, request: ClaimRequest, ip: str, code: str = ""
+    ) -> Outcome:
+        """Decide one claim (the caller has verified ``claimant`` and ``request``);
+        ``code`` is a redeem code's keyed hash, checked and used in the claim's step."""
         wait = self._rate_wait(claimant.user_id, request.device_id, ip)
         if wait:
             return Outcome(Reason.RATE_LIMITED, retry_after_s=wait)
+        return await self.grant(claimant, request, code)
+
+    async def grant(self, claimant: Claimant, request: ClaimRequest, code: str = "") -> Outcome:
+        """Decide a claim the gateway makes for a user (bind jobs, triggers): every rule
+        of the campaign holds, only the per-client request rate caps do not apply."""
         view = await self.campaigns.get(request.campaign_id)
         if view is None:
             return Outcome(Reason.UNKNOWN_CAMPAIGN)
         now = self._clock.now_ms()
-        claim = _Claim(request, claimant)
+        claim = _Claim(request, claimant, code=code)
         if view.status == "active" and now < view.start_ms:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, Reason.NOT_STARTED).inc()
             return Outcome(Reason.NOT_STARTED, retry_after_s=(view.start_ms - now) / 1000)
+        if view.rules is not None:
+            refused = await self.gate.check(view, claimant, request.city, now)
+            if refused is not None:  # refused, unless it is a retry of an accepted claim
+                claim = _Claim(request, claimant, refusal=_refused(refused))
+                return await self._batcher(self._replayers, view, self._replay).submit(claim)
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
@@ -162,6 +199,13 @@ class ClaimService:
 
     async def _run_script(self, view: CampaignView, claims: Sequence[_Claim]) -> list[Outcome]:
         now = self._clock.now_ms()
+        closed = window_refusal(view, now)  # the script's instant: exact at a window's edge
+        if closed is not None:  # answered like the gate's refusals: retries still replay
+            refusal = _refused(closed)
+            return await self._replay(
+                view.keys.campaign_id,
+                [_Claim(c.request, c.claimant, refusal=refusal) for c in claims],
+            )
         day = view.day(now)
         cid = view.keys.campaign_id
         batch = Batch(
@@ -182,6 +226,12 @@ class ClaimService:
         metrics.child(metrics.OUTBOX_LENGTH, cid).set(decided.outbox_length)
         metrics.child(metrics.STOCK_REMAINING, cid).set(max(decided.stock - decided.issued, 0))
         metrics.child(metrics.STOCK_TOTAL, cid).set(decided.stock)
+        count_by_channel(
+            cid,
+            view.channels,
+            [c.request.channel for c in claims],
+            [d.reason for d in decided.decisions],
+        )
         exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
         self.winners.observe(view.keys, decided.issued, exhausted)
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
@@ -212,9 +262,13 @@ class ClaimService:
             )
         metrics.child(metrics.SCRIPT_SECONDS, "replay").observe(time.perf_counter() - started)
         return [
-            refusal if record is None else _replayed(claim, record, view)
+            (claim.refusal or refusal) if record is None else _replayed(claim, record, view)
             for claim, record in zip(claims, records, strict=True)
         ]
+
+
+def _refused(refused: Refusal) -> Outcome:
+    return Outcome(refused.reason, retry_after_s=refused.retry_after_s, offer=refused.offer)
 
 
 def _script_input(campaign_id: str, claim: _Claim) -> ClaimInput:
@@ -228,6 +282,7 @@ def _script_input(campaign_id: str, claim: _Claim) -> ClaimInput:
         level=who.level,
         tags=who.tags,
         channel=request.channel,
+        code=claim.code,
     )
 
 

@@ -25,6 +25,7 @@ from gateway.campaigns.spec import Campaign
 from gateway.h5.rule_text import RuleText, minimal_rule_text
 from gateway.infra.clock import Clock
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
+from gateway.rules.windows import WindowClock
 
 MAX_ENTRIES = 4096  # campaigns (and unknown ids) remembered per worker; the oldest go first
 FEW_LEFT_SHARE = 10  # "few" when at most 1/10 of the stock is left
@@ -82,6 +83,7 @@ class Snapshot:
     stock: int
     left: int  # coupons that stock and budget still allow
     rule_text: RuleText
+    windows: WindowClock | None = None  # claim windows (gateway/rules/), if any
 
     def status_at(self, now_ms: int) -> PublicStatus:
         """The campaign's status at ``now_ms``."""
@@ -93,7 +95,15 @@ class Snapshot:
             return PublicStatus.SOLD_OUT
         if now_ms < self.start_ms:
             return PublicStatus.UPCOMING
+        if self.windows is not None and not (window := self.windows.state(now_ms)).open:
+            return PublicStatus.UPCOMING if window.opens_ms else PublicStatus.ENDED
         return PublicStatus.OPEN
+
+    def opens_at(self, now_ms: int) -> int:
+        """When claims next open, while upcoming: the start, or the next claim window."""
+        if now_ms < self.start_ms or self.windows is None:
+            return self.start_ms
+        return self.windows.state(now_ms).opens_ms
 
     def stock_left(self) -> StockLeft:
         """The band the stock left falls in."""
@@ -113,7 +123,7 @@ class Snapshot:
             status=status,
             starts_at_ms=self.start_ms,
             ends_at_ms=self.end_ms,
-            opens_at_ms=self.start_ms if status is PublicStatus.UPCOMING else None,
+            opens_at_ms=self.opens_at(now_ms) if status is PublicStatus.UPCOMING else None,
             server_now_ms=now_ms,
             stock_left=self.stock_left(),
             channel=channel,
@@ -214,4 +224,9 @@ class PublicViews:
             stock=int(stock or 0),
             left=left,
             rule_text=minimal_rule_text(campaign),
+            windows=(
+                WindowClock(campaign.windows, campaign.zone, int(start), int(end))
+                if campaign.windows is not None
+                else None
+            ),
         )

@@ -10,14 +10,14 @@ cached: the signature is checked once, the time on every request.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import jwt
 import msgspec
 
-from gateway.identifiers import Label, UserId
+from gateway.identifiers import AttributeName, Label, UserId
 from gateway.infra.clock import Clock
 from gateway.infra.settings import Settings
 
@@ -38,6 +38,10 @@ class TokenClaims(msgspec.Struct, frozen=True):
     new_user: bool = False
     level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     tags: Annotated[list[Label], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
+    city: Label | None = None  # where the app's login service placed the user (trusted)
+    attrs: Annotated[dict[AttributeName, float], msgspec.Meta(max_length=16)] = msgspec.field(
+        default_factory=dict
+    )  # numeric audience attributes (gateway/rules/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class Claimant:
     tags: str  # ",a,b," (the form claim.lua searches), "" for none
     expires_s: int
     not_before_s: int
+    city: str = ""
+    attrs: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
 
 
 class TokenVerifier:
@@ -117,6 +123,8 @@ class TokenVerifier:
             tags=f",{','.join(claims.tags)}," if claims.tags else "",
             expires_s=claims.exp,
             not_before_s=claims.nbf,
+            city=claims.city or "",
+            attrs=claims.attrs,
         )
 
 
@@ -130,7 +138,8 @@ class InvalidClaims(ValueError):
 
 
 MAX_TTL_S = 10 * 365 * 86_400
-_CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl"}
+_CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl", "city": "city",
+                "attrs": "attr"}  # fmt: skip
 
 
 def user_token(
@@ -142,6 +151,8 @@ def user_token(
     new_user: bool = False,
     level: int = 0,
     tags: Sequence[str] = (),
+    city: str | None = None,
+    attrs: Mapping[str, float] | None = None,
 ) -> str:
     """A token the gateway configured by ``settings`` accepts (``flashclaim token``).
 
@@ -151,6 +162,10 @@ def user_token(
     if not 1 <= ttl_s <= MAX_TTL_S:
         raise InvalidClaims(f"ttl must be between 1 and {MAX_TTL_S} seconds, not {ttl_s}")
     claims: dict[str, object] = {"new_user": new_user, "level": level, "tags": list(tags)}
+    if city is not None:
+        claims["city"] = city
+    if attrs:
+        claims["attrs"] = dict(attrs)
     try:
         msgspec.convert({"sub": user_id, "exp": now_s + ttl_s, **claims}, TokenClaims)
     except msgspec.ValidationError as exc:

@@ -53,6 +53,12 @@ CACHE_ANSWERS = Counter(
     "Claims answered from a worker's memory (NOT_STARTED, SOLD_OUT, ...), before the script.",
     ["campaign", "reason"],
 )
+CHANNEL_CLAIMS = Counter(
+    "flashclaim_channel_claims_total",
+    "Claims the script decided, by campaign, channel and reason (campaigns that list"
+    " channels or give them quotas; unlisted channels count as 'other').",
+    ["campaign", "channel", "reason"],
+)
 REPLAYS = Counter(
     "flashclaim_claim_replays_total",
     "Retries of an accepted requestId, answered with the original coupon.",

@@ -50,6 +50,8 @@ class Refusal(msgspec.Struct, rename="camel", omit_defaults=True):
     #: NOT_STARTED, RATE_LIMITED: milliseconds until a retry can succeed (exact;
     #: the Retry-After header rounds up to whole seconds).
     retry_after_ms: int | msgspec.UnsetType = msgspec.UNSET
+    #: NOT_ELIGIBLE by an offer rule: the campaign this user may claim instead.
+    offer: str | msgspec.UnsetType = msgspec.UNSET
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Operation:
     ok_status: int = 200
     ok_media: str | tuple[str, ...] = JSON  # media type(s) of the success body
     body: Any = None  # the JSON request body's type
-    auth: str = ""  # "user" (a user's JWT), "admin" (the admin token) or "" (none)
+    auth: str = ""  # "user" (a user's JWT), "admin", "service" (the events token), "" (none)
     refusals: Sequence[Answer] = ()
     refusal_bodies: Mapping[int, Any] = field(default_factory=dict)  # status: type
     refusal_media: Mapping[int, str] = field(default_factory=dict)  # status: not JSON but this
@@ -132,6 +134,11 @@ def build_document(operations: Sequence[Operation], *, title: str = "flashclaim"
                     "scheme": "bearer",
                     "description": "FLASHCLAIM_ADMIN_TOKEN",
                 },
+                "serviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "FLASHCLAIM_EVENTS_TOKEN (services posting events)",
+                },
             },
         },
     }
@@ -170,7 +177,7 @@ def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
     if op.description:
         result["description"] = op.description
     if op.auth:
-        result["security"] = [{"userToken" if op.auth == "user" else "adminToken": []}]
+        result["security"] = [{_SCHEMES[op.auth]: []}]
     if op.body is not None:
         result["requestBody"] = {
             "required": True,
@@ -186,6 +193,9 @@ def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
     if parameters:
         result["parameters"] = parameters
     return result
+
+
+_SCHEMES = {"user": "userToken", "admin": "adminToken", "service": "serviceToken"}
 
 
 def _header(description: str, kind: str = "string") -> dict[str, Any]:

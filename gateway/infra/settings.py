@@ -95,6 +95,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ip_burst: _Positive = 1000
     trust_forwarded_for: bool = False
 
+    # Audience attributes from the company's user-profile service (gateway/rules/profiles.py):
+    # its base URL ("" none), how long to wait and remember, and what a failed lookup means
+    # ("token": judge on the token's attrs; "refuse": answer UNAVAILABLE, retry shortly).
+    profile_url: Annotated[
+        str, msgspec.Meta(pattern=whole(r"(https?://[^?#\s]+)?"), max_length=200)
+    ] = ""
+    profile_timeout_ms: _Positive = 50
+    profile_cache_s: _NonNegative = 60
+    profile_fallback: Literal["token", "refuse"] = "token"
+
     # The hand-off: outbox relay to Kafka, consumer into PostgreSQL.
     kafka_bootstrap: str = "127.0.0.1:9092"
     claims_topic: str = "coupon.claims"
@@ -115,6 +125,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     public_base_url: Annotated[
         str, msgspec.Meta(pattern=whole(r"(https?://[^/?#\s]+(/[^?#\s]*)?)?"), max_length=200)
     ] = ""
+
+    # Channels: redeem codes, bind jobs, sky-drop and event triggers (gateway/channels/).
+    code_secret: Annotated[str, msgspec.Meta(pattern=r"^(|.{32,})$")] = ""  # "": from jwt_secret
+    code_max_failures: _Positive = 5  # wrong codes per user and per device in the window
+    code_ip_max_failures: _Positive = 50
+    code_failure_window_s: _Positive = 600
+    code_lockout_s: _Positive = 900
+    events_token: Annotated[str, msgspec.Meta(pattern=r"^(|.{32,})$")] = ""  # "": /api/events off
+    events_topic: str = "coupon.events"
+    events_group: str = "flashclaim-events"
+    skydrop_max_grants: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+    trigger_cache_ms: _NonNegative = 5000
 
     # Operations.
     metrics_dir: str = ""

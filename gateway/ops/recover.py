@@ -10,7 +10,8 @@ which would let it issue coupons twice. Recovery, per campaign:
 3. rewrites the counters from those claims: issued, spent, per-day issued, per-user and
    per-device totals, per-user per-day counts, exclusion-group holdings, the replay
    records of claims still inside the replay window and the winners list (every claim's
-   requestId, when there are at most ``sold_out_memory_max``: see gateway/claim/winners.py);
+   requestId, when there are at most ``sold_out_memory_max``: see gateway/claim/winners.py),
+   and the claim rules' counters (issued per channel, value per user, value per day);
 4. puts the campaign back in its recorded status (active or paused).
 
 Issued never exceeds stock afterwards: it counts every claim anyone still knows of.
@@ -129,6 +130,7 @@ async def _rewrite(
                 "spent": sum(c.value_cents for c in claims),
             },
         )
+        _rule_counters(pipe, campaign, claims, today_end_ms=today.end_ms, now_ms=now_ms)
         pipe.delete(keys.users, keys.devices, keys.users_daily(today.label), keys.winners)
         if claims and len(claims) <= settings.sold_out_memory_max:
             in_order = sorted(claims, key=lambda c: c.claimed_at_ms)
@@ -145,6 +147,29 @@ async def _rewrite(
         for claim in sorted(claims, key=lambda c: c.expires_at_ms):  # latest holding last
             _replay_and_hold(pipe, campaign, claim, now_ms, replay_ttl_s)
         await pipe.execute()
+
+
+def _rule_counters(
+    pipe: Pipeline, campaign: Campaign, claims: list[ClaimEvent], *, today_end_ms: int, now_ms: int
+) -> None:
+    """Queue the counters of the claim rules (gateway/rules/), as claim.lua keeps them."""
+    keys = keys_of(campaign)
+    channels = Counter(f"ch:{c.channel}" for c in claims)
+    if campaign.channel_quotas and channels:
+        pipe.hset(keys.counters, mapping=_any(channels))
+    if campaign.per_user_money_cap_cents:
+        money: Counter[str] = Counter()
+        for c in claims:
+            money[c.user_id] += c.value_cents
+        pipe.delete(keys.user_money)
+        if money:
+            pipe.hset(keys.user_money, mapping=_any(money))
+    if campaign.daily_budget_cents:
+        per_day: Counter[str] = Counter()
+        for c in claims:
+            per_day[day_of(c.claimed_at_ms, campaign.zone).label] += c.value_cents
+        for label, cents in per_day.items():
+            pipe.set(keys.daily_money(label), cents, px=max(today_end_ms - now_ms, 0) + 2 * DAY_MS)
 
 
 def _replay_and_hold(

@@ -77,6 +77,16 @@ CAMPAIGNS = [
             validity={"mode": "end_of_claim_day"},
         )
     ),
+    decode_spec(  # the claim rules kept in claim.lua (gateway/rules/)
+        spec(
+            id="ruled",
+            stock=8,
+            perUserLimit=3,
+            channelQuotas={"skydrop": 2},
+            perUserMoneyCapCents=20_000,
+            dailyBudgetCents=30_000,
+        )
+    ),
 ]
 CAMPAIGN_IDS = [c.id for c in CAMPAIGNS]
 
@@ -101,6 +111,9 @@ class CampaignModel:
     users_daily: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     devices: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     blocked: set[str] = field(default_factory=set)
+    channels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    user_money: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    day_money: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class Model:
@@ -128,7 +141,7 @@ class Model:
         reason = self._decide(c, now, start, end, user, device, channel)
         if reason is not Reason.ACCEPTED:
             return reason, "", 0
-        return Reason.ACCEPTED, *self._accept(c, now, user, device, rid)
+        return Reason.ACCEPTED, *self._accept(c, now, user, device, rid, channel)
 
     def _decide(
         self, c: CampaignModel, now: int, start: int, end: int, user: str, device: str, channel: str
@@ -170,11 +183,25 @@ class Model:
                 bool(s.budget_cents) and c.spent + s.value_cents > (s.budget_cents or 0),
                 Reason.BUDGET_EXHAUSTED,
             ),
+            (
+                channel in s.channel_quotas and c.channels[channel] >= s.channel_quotas[channel],
+                Reason.CHANNEL_SOLD_OUT,
+            ),
+            (
+                bool(s.daily_budget_cents)
+                and c.day_money[today] + s.value_cents > (s.daily_budget_cents or 0),
+                Reason.DAILY_BUDGET_EXHAUSTED,
+            ),
+            (
+                bool(s.per_user_money_cap_cents)
+                and c.user_money[user] + s.value_cents > (s.per_user_money_cap_cents or 0),
+                Reason.USER_MONEY_LIMIT,
+            ),
         ]
         return next((reason for failed, reason in checks if failed), Reason.ACCEPTED)
 
     def _accept(
-        self, c: CampaignModel, now: int, user: str, device: str, rid: str
+        self, c: CampaignModel, now: int, user: str, device: str, rid: str, channel: str
     ) -> tuple[str, int]:
         s, day = c.spec, day_of(now, SHANGHAI)
         if isinstance(s.validity, DaysAfterClaim):
@@ -189,6 +216,9 @@ class Model:
         c.users[user] += 1
         c.users_daily[day.label, user] += 1
         c.devices[device] += 1
+        c.channels[channel] += 1
+        c.user_money[user] += s.value_cents
+        c.day_money[day.label] += s.value_cents
         if s.exclusion_group:
             self.holds[user] = (s.id, expires)
         self.records[s.id, rid] = (user, device, coupon, expires)
@@ -322,6 +352,14 @@ class ClaimScriptMachine(RuleBasedStateMachine):
                 u: n for u, n in c.users.items() if n
             }, cid
             assert all(n <= c.spec.per_user_limit for n in c.users.values())
+            if c.spec.channel_quotas:
+                channels = {k[3:]: int(n) for k, n in counters.items() if k.startswith("ch:")}
+                assert channels == {ch: n for ch, n in c.channels.items() if n}, cid
+            if c.spec.per_user_money_cap_cents:
+                money = self.run(self.redis.hgetall(keys.user_money))
+                assert {u: int(n) for u, n in money.items()} == {
+                    u: n for u, n in c.user_money.items() if n
+                }, cid
             outbox += self.run(self.redis.xlen(keys.outbox))
         assert outbox == self.model.outbox
 

@@ -162,3 +162,10 @@ def test_verifier_fails_when_no_campaign_matches(local_stack):
     )
     assert result.returncode == 1
     assert "no published campaign id starts with 'lt-no-such-run-'" in result.stdout
+
+
+def test_codes_honest_redeemers_win_and_bots_are_locked_out(local_stack):
+    run_id, output = run_scenario(local_stack, "codes", "--stock", "40", users=20)
+    assert "redeem: ACCEPTED" in output
+    assert "redeem: CODE_LOCKED" in output
+    assert " 40 " in verdict_row(output, run_id, "codes")

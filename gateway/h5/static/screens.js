@@ -45,7 +45,13 @@ export const REASONS = {
   HEADERS_TOO_LARGE: ["login", "登录信息有误，请重新登录", "Your login is not valid; log in again"],
   CLIENT_CLOSED: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
   ORIGIN_NOT_ALLOWED: ["error", "请在官方活动页领取", "Claim on the official campaign page"],
+  CHANNEL_SOLD_OUT: ["sold_out", "本渠道的券已抢光", "This channel's coupons are gone"],
+  DAILY_BUDGET_EXHAUSTED: ["sold_out", "今日活动预算已用完，明天再来", "Today's budget is spent; come back tomorrow"],
+  USER_MONEY_LIMIT: ["limit", "您领取的券金额已达上限", "You reached the most coupon value allowed"],
   INTERNAL: ["try_later", "服务出了点问题，请稍后再试", "Something went wrong on our side; try again shortly"],
+  CODE_INVALID: ["error", "兑换码无效或已被使用", "This code is not valid or was already used"],
+  CODE_MISTYPED: ["error", "兑换码有误，请检查后重新输入", "Not a code: check it for a typo"],
+  CODE_LOCKED: ["try_later", "输错次数过多，请稍后再试", "Too many wrong codes; try again later"],
   // the client's own: no answer came back, or one that was not the gateway's
   NETWORK_ERROR: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
   HTTP_ERROR: ["try_later", "服务繁忙，请稍后再试", "Unavailable right now; try again shortly"],

@@ -1,0 +1,1 @@
+"""Claim rules beyond start and end: windows, cities, audience ranges, money and channels."""
