@@ -39,6 +39,7 @@ from bench.claim_bench import (
     wrk_script,
 )
 from gateway.claim import events
+from gateway.handoff import persist
 from gateway.handoff.consumer import ClaimConsumer
 from gateway.infra import clients
 from gateway.infra.settings import Settings
@@ -132,17 +133,7 @@ async def copy_rate(database_url: str, claims: list[events.ClaimEvent]) -> float
         await conn.copy_records_to_table(
             "coupons_copy",
             records=records,
-            columns=[
-                "coupon_id",
-                "campaign_id",
-                "user_id",
-                "device_id",
-                "request_id",
-                "channel",
-                "value_cents",
-                "claimed_at",
-                "expires_at",
-            ],
+            columns=persist.COLUMNS,
         )
         return len(claims) / (time.perf_counter() - started)
     finally:

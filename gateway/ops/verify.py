@@ -119,6 +119,10 @@ async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) 
     return verdict
 
 
+#: What a money cap or budget measures over a group of rows.
+MONEY = "sum(value_cents)"
+
+
 async def _rules_broken(pool: asyncpg.Pool, campaign: Campaign) -> tuple[int, int, int]:
     """How many channels, users and days of the campaign's rows break its claim rules."""
     rows = await pool.fetch(
@@ -129,34 +133,27 @@ async def _rules_broken(pool: asyncpg.Pool, campaign: Campaign) -> tuple[int, in
     over_quota = sum(1 for r in rows if r["channel"] in quotas and r["n"] > quotas[r["channel"]])
     return (
         over_quota,
-        await _over_money(pool, campaign, "user_id", campaign.per_user_money_cap_cents or 0),
-        await _over_money(
-            pool, campaign, "(claimed_at AT TIME ZONE $3)::date", campaign.daily_budget_cents or 0
+        await _over(pool, campaign, "user_id", campaign.per_user_money_cap_cents or 0, MONEY),
+        await _over(
+            pool,
+            campaign,
+            "(claimed_at AT TIME ZONE $3)::date",
+            campaign.daily_budget_cents or 0,
+            MONEY,
         ),
     )
 
 
-async def _over_money(pool: asyncpg.Pool, campaign: Campaign, group_by: str, cap: int) -> int:
-    """How many groups of the campaign's rows are worth more than ``cap`` cents in total."""
-    if cap <= 0:
-        return 0
-    query = (
-        f"SELECT count(*) FROM (SELECT 1 FROM coupons WHERE campaign_id = $1"
-        f" GROUP BY {group_by} HAVING sum(value_cents) > $2) AS over"
-    )
-    args: list[object] = [campaign.id, cap]
-    if "$3" in group_by:
-        args.append(campaign.time_zone)
-    return int(await pool.fetchval(query, *args))
-
-
-async def _over(pool: asyncpg.Pool, campaign: Campaign, group_by: str, limit: int) -> int:
-    """How many groups of the campaign's rows (users, user-days, devices) exceed ``limit``."""
+async def _over(
+    pool: asyncpg.Pool, campaign: Campaign, group_by: str, limit: int, measure: str = "count(*)"
+) -> int:
+    """How many groups of the campaign's rows (users, user-days, devices) exceed ``limit``
+    by ``measure``: the number of coupons, or ``sum(value_cents)`` for money caps."""
     if limit <= 0:
         return 0
     query = (
         f"SELECT count(*) FROM (SELECT 1 FROM coupons WHERE campaign_id = $1"
-        f" GROUP BY {group_by} HAVING count(*) > $2) AS over"
+        f" GROUP BY {group_by} HAVING {measure} > $2) AS over"
     )
     args: list[object] = [campaign.id, limit]
     if "$3" in group_by:
