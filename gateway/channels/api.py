@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from gateway.channels.grants import Event, EventGrants, Skydrop, SkydropOpen, Triggers
 from gateway.channels.redeem import Redeemer, RedeemRequest
-from gateway.claim.api import Accepted
+from gateway.claim.api import Accepted, answer
 from gateway.claim.service import Outcome
 from gateway.infra import logs, metrics
 from gateway.infra.auth import Claimant, TokenError
@@ -121,15 +121,7 @@ async def redeem(request: web.Request) -> web.Response:
         logs.bind(error=repr(exc))
         outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
     metrics.child(metrics.CLAIMS, "", outcome.reason.value).inc()
-    if outcome.reason is not Reason.ACCEPTED:
-        return refusal(outcome.reason, retry_after_s=outcome.retry_after_s)
-    response = json_response(
-        {"code": 0, "reason": "ACCEPTED", "couponId": outcome.coupon_id,
-         "expiresAt": outcome.expires_at}
-    )  # fmt: skip
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return answer(outcome)
 
 
 async def skydrop_open(request: web.Request) -> web.Response:

@@ -102,10 +102,12 @@ async def issue(request: web.Request) -> web.Response:
     campaign = "" if outcome.reason is Reason.UNKNOWN_CAMPAIGN else claim.campaign_id
     if outcome.replayed:
         metrics.REPLAYS.labels(campaign).inc()
-    return _counted(_answer(outcome, route), campaign, outcome.reason)
+    return _counted(answer(outcome, route), campaign, outcome.reason)
 
 
-def _answer(outcome: Outcome, route: Route | None = None) -> web.Response:
+def answer(outcome: Outcome, route: Route | None = None) -> web.Response:
+    """The answer to a decided claim, for every route that claims (the claim endpoint,
+    redeem codes): the coupon, or the refusal with its reason (and an offer, if any)."""
     if outcome.offer:  # "holds A: offer B instead" (gateway/rules/)
         reason = outcome.reason
         return json_response(
