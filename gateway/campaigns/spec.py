@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -178,17 +178,25 @@ class InvalidSpec(ValueError):
         self.errors = errors
 
 
-def decode_spec(data: bytes | dict[str, object]) -> CampaignSpec:
-    """Decode and validate a spec from JSON bytes or a dict; raise ``InvalidSpec``."""
+_Document = TypeVar("_Document", bound=msgspec.Struct)
+
+
+def decode_document(data: bytes | dict[str, object], kind: type[_Document]) -> _Document:
+    """Decode an operator's document (a campaign spec, a credit plan) from JSON bytes or a
+    dict; raise ``InvalidSpec`` naming the field that is wrong."""
     try:
         if isinstance(data, bytes | bytearray):
-            spec = msgspec.json.decode(data, type=CampaignSpec)
-        else:
-            spec = msgspec.convert(data, CampaignSpec)
+            return msgspec.json.decode(data, type=kind)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         raise InvalidSpec([_field_error(str(exc))]) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         raise InvalidSpec([FieldError("$", f"not valid JSON: {exc}")]) from None
+
+
+def decode_spec(data: bytes | dict[str, object]) -> CampaignSpec:
+    """Decode and validate a spec from JSON bytes or a dict; raise ``InvalidSpec``."""
+    spec = decode_document(data, CampaignSpec)
     validate_spec(spec)
     return spec
 

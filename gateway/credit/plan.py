@@ -15,7 +15,7 @@ from typing import Annotated
 
 import msgspec
 
-from gateway.campaigns.spec import MAX_CENTS, FieldError, InvalidSpec, Name, _field_error
+from gateway.campaigns.spec import MAX_CENTS, FieldError, InvalidSpec, Name, decode_document
 from gateway.identifiers import CampaignId, Label
 
 Cents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS)]
@@ -101,15 +101,7 @@ class CreditPlan(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_
 
 def decode_plan(data: bytes | dict[str, object]) -> CreditPlan:
     """Decode and validate a plan from JSON bytes or a dict; raise ``InvalidSpec``."""
-    try:
-        if isinstance(data, bytes | bytearray):
-            plan = msgspec.json.decode(data, type=CreditPlan)
-        else:
-            plan = msgspec.convert(data, CreditPlan)
-    except msgspec.ValidationError as exc:
-        raise InvalidSpec([_field_error(str(exc))]) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidSpec([FieldError("$", f"not valid JSON: {exc}")]) from None
+    plan = decode_document(data, CreditPlan)
     errors = [FieldError(f, m) for f, m in _violations(plan)]
     if errors:
         raise InvalidSpec(errors)
