@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -22,6 +21,7 @@ from gateway.claim.service import ClaimService
 from gateway.infra import clients
 from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
+from gateway.infra.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(Event)
@@ -73,10 +73,7 @@ async def _apply(triggers: Triggers, raw: bytes) -> None:
 
 async def run_until_signalled(settings: Settings) -> None:
     """``flashclaim events``: until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await consume(settings, stop)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Sequence
 
@@ -28,6 +27,7 @@ from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
 from gateway.infra import clients, metrics, probes
 from gateway.infra.settings import Settings
+from gateway.infra.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
 
 async def run_until_signalled(settings: Settings) -> None:
     """``flashclaim consumer``: one consumer-group member until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await consume(settings, stop)
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 from gateway.claim import events
 from gateway.infra import clients, metrics, probes
 from gateway.infra.settings import Settings
+from gateway.infra.signals import stop_on_signals
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
 
 log = logging.getLogger(__name__)
@@ -189,9 +189,7 @@ async def run_relay(settings: Settings, redis: Redis, stop: asyncio.Event) -> No
 
 async def run_until_signalled(settings: Settings) -> None:
     """``flashclaim relay``: relay with a client of its own until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     redis = clients.redis_client(settings)
     try:
         await run_relay(settings, redis, stop)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from gateway.infra import probes
 from gateway.infra.clients import claims_consumer, open_clients
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
+from gateway.infra.signals import stop_on_signals
 from gateway.ops.recover import outbox_claims
 from gateway.redemption.ledger import UseReport, use_report
 
@@ -324,9 +324,7 @@ async def _credit(pool: asyncpg.Pool) -> None:
 
 
 async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kafka: bool) -> None:
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     async with open_clients(settings) as opened:
         while not stop.is_set():
             try:

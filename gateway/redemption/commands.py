@@ -8,9 +8,7 @@ the reminders topic for the push service (key: the user id).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
 
 import msgspec
 import orjson
@@ -19,6 +17,7 @@ from gateway.infra import clients
 from gateway.infra.clock import SystemClock
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
+from gateway.infra.signals import stop_on_signals
 from gateway.redemption.operators import expiring as find_expiring
 from gateway.redemption.operators import void_coupons
 from gateway.redemption.sweep import run_sweeper, sweep
@@ -39,11 +38,7 @@ async def sweep_command(settings: Settings, every_s: float) -> int:
     pool = await clients.create_pool(settings.database_url, max_size=2)
     try:
         if every_s:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, stop.set)
-            await run_sweeper(pool, SystemClock(), every_s, stop)
+            await run_sweeper(pool, SystemClock(), every_s, stop_on_signals())
             return 0
         swept = await sweep(pool, SystemClock().now_ms())
         print(f"locks expired: {swept.locks_expired}, coupons expired: {swept.coupons_expired}")
