@@ -31,7 +31,7 @@ from gateway.campaigns.spec import (
 )
 from gateway.campaigns.store import CampaignExists, CampaignNotFound
 from gateway.identifiers import CAMPAIGN_ID_PATTERN, CampaignId, DeviceId, UserId
-from gateway.infra.http import CLIENT_GONE, json_response, refusal
+from gateway.infra.http import CLIENT_GONE, json_body, json_response, refusal
 from gateway.infra.openapi import Operation, Refusal
 from gateway.reasons import Reason
 
@@ -97,13 +97,8 @@ def _campaign(campaign: Campaign, status: int = 200) -> web.Response:
     return json_response(msgspec.to_builtins(campaign), status)
 
 
-async def _body(request: web.Request) -> bytes:
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
-    return await request.read()
-
-
-def _decode(data: bytes, kind: Any = Any) -> Any:
+def decode_json(data: bytes, kind: Any = Any) -> Any:
+    """Decode an admin body; anything wrong is an ``InvalidSpec`` (a 422 naming it)."""
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -118,7 +113,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 async def create_campaign(request: web.Request) -> web.Response:
     """Store a new draft campaign."""
-    spec = decode_spec(await _body(request))
+    spec = decode_spec(await json_body(request))
     return _campaign(await request.config_dict[OPS].create(spec), 201)
 
 
@@ -129,7 +124,7 @@ async def show_campaign(request: web.Request) -> web.Response:
 
 async def update_campaign(request: web.Request) -> web.Response:
     """Change fields of a campaign (republished at once if live)."""
-    changes = _decode(await _body(request), dict[str, Any])
+    changes = decode_json(await json_body(request), dict[str, Any])
     ops = request.config_dict[OPS]
     return _campaign(await ops.update(campaign_id(request), changes))
 
@@ -145,14 +140,14 @@ def _action(
 
 async def top_up(request: web.Request) -> web.Response:
     """Add stock and/or budget."""
-    body: TopUp = _decode(await _body(request), TopUp)
+    body: TopUp = decode_json(await json_body(request), TopUp)
     ops = request.config_dict[OPS]
     return _campaign(await ops.top_up(campaign_id(request), body.stock, body.budget_cents))
 
 
 async def block(request: web.Request) -> web.Response:
     """Block users and devices from a campaign."""
-    body: Block = _decode(await _body(request), Block)
+    body: Block = decode_json(await json_body(request), Block)
     ops = request.config_dict[OPS]
     return _campaign(await ops.block(campaign_id(request), body.users, body.devices))
 

@@ -15,13 +15,13 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from gateway.campaigns.admin_api import InvalidFields, campaign_id
+from gateway.campaigns.admin_api import InvalidFields, campaign_id, decode_json
 from gateway.campaigns.spec import FieldError, InvalidSpec
 from gateway.channels.bind_store import BindJobs, JobProgress, progress
 from gateway.channels.code_store import MAX_PER_BATCH, CodeBatches, csv_lines
 from gateway.channels.triggers import RuleId, TriggerRule, TriggerRules
 from gateway.identifiers import CampaignId, whole
-from gateway.infra.http import json_response, refusal
+from gateway.infra.http import json_body, json_response, refusal
 from gateway.infra.openapi import Operation
 from gateway.reasons import Reason
 
@@ -47,23 +47,10 @@ class RuleList(msgspec.Struct):
     rules: list[TriggerRule]
 
 
-def _decode(data: bytes, kind: Any) -> Any:
-    try:
-        return msgspec.json.decode(data, type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidSpec([]) from exc
-
-
-async def _body(request: web.Request) -> bytes:
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
-    return await request.read()
-
-
 async def generate_codes(request: web.Request) -> web.StreamResponse:
     """Generate a batch of codes; answer them as CSV."""
     cid = campaign_id(request)
-    order: CodeOrder = _decode(await _body(request), CodeOrder)
+    order: CodeOrder = decode_json(await json_body(request), CodeOrder)
     batch_id, codes = await request.config_dict[CODES].create(cid, order.count)
     response = web.StreamResponse(
         headers={
@@ -97,7 +84,7 @@ async def list_rules(request: web.Request) -> web.Response:
 async def put_rule(request: web.Request) -> web.Response:
     """Create or replace a rule (the path names it)."""
     rule_id = _rule_id(request)
-    rule: TriggerRule = _decode(await _body(request), TriggerRule)
+    rule: TriggerRule = decode_json(await json_body(request), TriggerRule)
     if rule.rule_id != rule_id:
         raise InvalidSpec([FieldError("ruleId", "must be the id in the path")])
     await request.config_dict[RULES].add(rule)

@@ -22,7 +22,7 @@ from gateway.credit.plan import CreditPlan, decode_plan
 from gateway.credit.reconcile import CreditReport, reconcile
 from gateway.credit.store import PlanExists, PlanStore
 from gateway.identifiers import CAMPAIGN_ID_PATTERN, UserId
-from gateway.infra.http import json_response, refusal
+from gateway.infra.http import json_body, json_response, refusal
 from gateway.infra.openapi import Operation
 from gateway.reasons import Reason
 
@@ -83,12 +83,6 @@ def _guarded(handler: Handler) -> Handler:
     return guarded
 
 
-async def _body(request: web.Request) -> bytes:
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
-    return await request.read()
-
-
 def _plan_id(request: web.Request) -> str | None:
     value = request.match_info["id"]
     return value if _PLAN_ID.match(value) else None
@@ -102,7 +96,7 @@ async def list_plans(request: web.Request) -> web.Response:
 
 async def create_plan(request: web.Request) -> web.Response:
     """Store a new plan."""
-    plan = await request.config_dict[PLANS].create(decode_plan(await _body(request)))
+    plan = await request.config_dict[PLANS].create(decode_plan(await json_body(request)))
     return json_response(msgspec.to_builtins(plan), 201)
 
 
@@ -120,7 +114,7 @@ async def update_plan(request: web.Request) -> web.Response:
     if plan_id is None:
         return refusal(Reason.UNKNOWN_CREDIT_PLAN)
     try:
-        changes = msgspec.json.decode(await _body(request), type=dict[str, Any])
+        changes = msgspec.json.decode(await json_body(request), type=dict[str, Any])
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidSpec([]) from exc
     plan = await request.config_dict[PLANS].update(plan_id, changes)
@@ -129,7 +123,7 @@ async def update_plan(request: web.Request) -> web.Response:
 
 async def grant(request: web.Request) -> web.Response:
     """Give a user bonus credit."""
-    body = msgspec.json.decode(await _body(request), type=Grant)
+    body = msgspec.json.decode(await json_body(request), type=Grant)
     ledger = request.config_dict[LEDGER]
     entry_id = await ledger.grant(body.user_id, body.bonus_cents, body.valid_days, body.key)
     return json_response({"entryId": entry_id})
@@ -137,7 +131,7 @@ async def grant(request: web.Request) -> web.Response:
 
 async def withdraw(request: web.Request) -> web.Response:
     """Pay a user's principal back out, forfeiting the matching bonus."""
-    body = msgspec.json.decode(await _body(request), type=Withdrawal)
+    body = msgspec.json.decode(await json_body(request), type=Withdrawal)
     plan = await request.config_dict[PLANS].get(body.plan_id)
     if not plan.withdrawals:
         raise WithdrawalNotAllowed(f"credit plan {plan.id} does not allow withdrawals")

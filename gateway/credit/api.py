@@ -23,7 +23,7 @@ from gateway.credit.ledger import Balance, Ledger, Statement
 from gateway.credit.topups import Topup, Topups, signed
 from gateway.identifiers import RequestId, whole
 from gateway.infra.auth import Claimant, TokenError
-from gateway.infra.http import CLIENT_GONE, SETTINGS, TOKENS, json_response, refusal
+from gateway.infra.http import CLIENT_GONE, SETTINGS, TOKENS, json_body, json_response, refusal
 from gateway.infra.openapi import Operation
 from gateway.reasons import Reason
 
@@ -102,12 +102,6 @@ def _user(request: web.Request) -> Claimant:
     return request.app[TOKENS].verify(request.headers.get("Authorization"))
 
 
-async def _json_body(request: web.Request) -> bytes:
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
-    return await request.read()
-
-
 async def balance(request: web.Request) -> web.Response:
     """The user's credit now."""
     user = _user(request)
@@ -130,7 +124,7 @@ async def entries(request: web.Request) -> web.Response:
 async def create_topup(request: web.Request) -> web.Response:
     """A top-up order, to pay with the payment provider."""
     user = _user(request)
-    body = msgspec.json.decode(await _json_body(request), type=TopupRequest)
+    body = msgspec.json.decode(await json_body(request), type=TopupRequest)
     topup = await request.app[TOPUPS].create(user, body.plan_id, body.pay_cents, body.request_id)
     return json_response(msgspec.to_builtins(topup), 201)
 

@@ -193,3 +193,11 @@ def client_ip(request: web.Request, settings: Settings) -> str:
         if forwarded:
             return forwarded.split(",", 1)[0].strip()
     return request.remote or ""
+
+
+async def json_body(request: web.Request) -> bytes:
+    """The request's body, refused (415, answered as JSON by the edge) unless it says it is
+    JSON: a form post or a stray upload never reaches a decoder."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
+    return await request.read()
