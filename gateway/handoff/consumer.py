@@ -157,7 +157,9 @@ class ClaimConsumer:
         return await insert_claims(conn, claims)
 
     async def _observe_lag(self) -> None:
-        for tp in self._consumer.assignment():
+        assignment = self._consumer.assignment()
+        metrics.CONSUMER_PARTITIONS.set(len(assignment))
+        for tp in assignment:
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue
