@@ -3,9 +3,9 @@
 1. consumer   N claim events already in Kafka are persisted by one ``ClaimConsumer``;
               its rows/s is compared with a plain asyncpg COPY of the same rows into an
               empty table of the same shape, measured in the same run;
-2. end to end one gateway worker (with its relay) and one consumer process; wrk drives
-              accepted claims for a while; the rate is rows stored divided by the time
-              from the first request until the last row landed.
+2. end to end one gateway worker (``BENCH_WORKERS``, each with its relay) and one
+              consumer process; wrk drives accepted claims for a while; the rate is rows
+              stored divided by the time from the first request until the last row landed.
 
 Figures are printed and written to ``bench/out/e2e_bench.json``.
 """
@@ -31,6 +31,7 @@ from bench.claim_bench import (
     JWT_SECRET,
     OUT,
     POSTGRES_URL,
+    WORKERS,
     gateway_env,
     publish,
     run_wrk,
@@ -145,10 +146,17 @@ def end_to_end(settings: Settings, work: Path) -> tuple[float, int, float]:
     campaign_id = asyncio.run(publish(settings, stock=100_000_000))
     port = free_port()
     env = gateway_env(
-        settings, port, claims_topic="e2e.claims", consumer_group="e2e", relay_in_gateway=True
+        settings,
+        port,
+        claims_topic="e2e.claims",
+        consumer_group="e2e",
+        relay_in_gateway=True,
+        workers=WORKERS,
+        metrics_port=0,
     )
     consumer = subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=env)
-    gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
+    command = [sys.executable, "-m", "gateway.cli", "worker" if WORKERS == 1 else "serve"]
+    gateway = start_server(command, port, env, cpus="1" if WORKERS == 1 else "0,1")
     try:
         script = work / "e2e.lua"
         script.write_text(wrk_script(campaign_id, secrets.token_hex(4)))
@@ -211,7 +219,7 @@ def main() -> int:
     print(f"consumer / COPY              {consumed / copied:>10.2f}")
     print(
         f"end to end, request to row   {e2e_rate:>10.0f} claims/s ({rows} rows;"
-        f" gateway answered {answered:.0f}/s)"
+        f" gateway answered {answered:.0f}/s; {WORKERS} worker(s))"
     )
     OUT.mkdir(exist_ok=True)
     (OUT / "e2e_bench.json").write_text(

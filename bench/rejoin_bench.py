@@ -43,9 +43,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 CLAIMS = 200
 #: name: (FLASHCLAIM_CONSUMER_INSTANCE_ID, FLASHCLAIM_CONSUMER_SESSION_TIMEOUT_MS)
 WAYS = {
-    "dynamic, 10 s session": ("", 10_000),
+    "dynamic, 10 s session": ("", 10_000),  # aiokafka's default, the setting's before
     "static, 10 s session": ("consumer-0", 10_000),
-    "dynamic, 6 s session": ("", 6_000),
+    "dynamic, 6 s session": ("", 6_000),  # the setting's default
     "static, 6 s session": ("consumer-0", 6_000),
 }
 

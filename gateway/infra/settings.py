@@ -126,7 +126,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # name); a process restarted under the same name takes its partitions back at once.
     consumer_instance_id: Annotated[str, msgspec.Meta(max_length=200)] = ""
     # How long the group waits for a silent member before handing its partitions on.
-    consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=300_000)] = 10_000
+    consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=300_000)] = 6_000
 
     # The H5 claim page: where users reach the gateway, for partner links and QR codes
     # ("" = http://host:port, right for a local run).
