@@ -11,9 +11,10 @@ this process's CPU per row (the consumer's own cost, steadier than wall time on 
 machine).
 
 The variants: ``staged``, the consumer before: fetch a batch, write it through the staging
-table, commit, then fetch the next; ``direct``: the same loop, each batch COPYed straight
-into ``coupons`` (the staged way only after a duplicate); ``prefetch``, ``ClaimConsumer``
-as it is: direct COPY, and the next batch fetched while the current one is written.
+table, commit, then fetch the next; ``direct``, ``ClaimConsumer`` as it is: the same loop,
+each batch COPYed straight into ``coupons`` (the staged way only after a duplicate);
+``prefetch``: direct, and the next batch fetched and unpacked while the current one is
+written (tried, not kept).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 
 from bench.claim_bench import POSTGRES_URL
-from bench.e2e_bench import sample_events
 from gateway.claim import events
 from gateway.claim.events import ClaimEvent
 from gateway.handoff import persist
@@ -46,21 +47,8 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "30000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
-class SerialConsumer(ClaimConsumer):
-    """The loop before prefetching: fetch, store and commit, then fetch again."""
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batch = await self._consumer.getmany(
-                timeout_ms=200, max_records=self._settings.consumer_batch
-            )
-            if batch:
-                await self.handle(batch, stop)
-            await self._observe_lag()
-
-
-class StagedSerialConsumer(SerialConsumer):
-    """The consumer before this bench: serial, every batch through the staging table."""
+class StagedConsumer(ClaimConsumer):
+    """The consumer before: every batch through the staging table."""
 
     async def _insert(
         self, conn: asyncpg.pool.PoolConnectionProxy, claims: list[ClaimEvent]
@@ -68,11 +56,38 @@ class StagedSerialConsumer(SerialConsumer):
         return await persist.insert_claims_staged(conn, claims)
 
 
+class PrefetchConsumer(ClaimConsumer):
+    """Tried and not kept: the next batch fetched (and its records unpacked) while the
+    current one is written; batches still stored and committed one after another."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        batch = await self._fetch()
+        while batch or not stop.is_set():
+            if not batch:
+                await self._observe_lag()
+                batch = await self._fetch()
+                continue
+            storing = asyncio.create_task(self.handle(batch, stop))
+            try:
+                upcoming = await self._fetch() if not stop.is_set() else {}
+            finally:
+                await storing
+            batch = upcoming
+            await self._observe_lag()
+
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        batch = await self._consumer.getmany(
+            timeout_ms=200, max_records=self._settings.consumer_batch
+        )
+        return batch
+
+
 #: The first is the baseline of the B / A ratios.
 VARIANTS: dict[str, type[ClaimConsumer]] = {
-    "staged": StagedSerialConsumer,
-    "direct": SerialConsumer,
-    "prefetch": ClaimConsumer,
+    "staged": StagedConsumer,
+    "direct": ClaimConsumer,
+    "prefetch": PrefetchConsumer,
 }
 
 
@@ -94,10 +109,33 @@ async def until(done: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
+def sample_events(n: int) -> list[events.ClaimEvent]:
+    """``n`` distinct accepted claims."""
+    now = int(time.time() * 1000)
+    return [
+        events.ClaimEvent(
+            coupon_id=str(uuid.uuid4()),
+            campaign_id="bench",
+            user_id=f"user-{i}",
+            device_id=f"dev-{i}",
+            request_id=f"req-{i:08d}",
+            channel="seckill",
+            value_cents=500,
+            claimed_at_ms=now,
+            expires_at_ms=now + 86_400_000,
+        )
+        for i in range(n)
+    ]
+
+
 async def consumer_turn(
-    settings: Settings, pool: asyncpg.Pool, kind: type[ClaimConsumer], group: str
+    settings: Settings,
+    pool: asyncpg.Pool,
+    kind: type[ClaimConsumer],
+    group: str,
+    rows: int = EVENTS,
 ) -> Turn:
-    """Persist every waiting event with a fresh group member of ``kind``."""
+    """Persist the ``rows`` waiting events with a fresh group member of ``kind``."""
     await pool.execute("TRUNCATE coupons CASCADE")
     own = msgspec.structs.replace(settings, consumer_group=group)
     consumer, dead_letters = clients.claims_consumer(own), clients.kafka_producer(own)
@@ -109,14 +147,14 @@ async def consumer_turn(
         await until(lambda: bool(consumer.assignment()))
         before = persisted()
         started, cpu = time.perf_counter(), time.process_time()
-        await until(lambda: persisted() - before >= EVENTS)
+        await until(lambda: persisted() - before >= rows)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         stop.set()
         await task
         await consumer.stop()
         await dead_letters.stop()
-    return Turn(EVENTS / wall, cpu / EVENTS * 1e6)
+    return Turn(rows / wall, cpu / rows * 1e6)
 
 
 async def copy_turn(conn: asyncpg.Connection, records: list[tuple[object, ...]]) -> Turn:
@@ -126,6 +164,16 @@ async def copy_turn(conn: asyncpg.Connection, records: list[tuple[object, ...]])
     await conn.copy_records_to_table("coupons_copy", records=records, columns=persist.COLUMNS)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return Turn(len(records) / wall, cpu / len(records) * 1e6)
+
+
+def copy_records(claims: list[events.ClaimEvent]) -> list[tuple[object, ...]]:
+    """The rows of ``claims`` as the COPY baseline gets them, built before its clock."""
+    at = datetime.now(UTC)
+    return [
+        (uuid.UUID(c.coupon_id), c.campaign_id, c.user_id, c.device_id, c.request_id,
+         c.channel, c.value_cents, at, at)
+        for c in claims
+    ]  # fmt: skip
 
 
 async def produce(settings: Settings, claims: list[events.ClaimEvent]) -> None:
@@ -145,12 +193,7 @@ async def produce(settings: Settings, claims: list[events.ClaimEvent]) -> None:
 async def measure(settings: Settings) -> dict[str, list[Turn]]:
     claims = sample_events(EVENTS)
     await produce(settings, claims)
-    at = datetime.now(UTC)
-    records: list[tuple[object, ...]] = [
-        (uuid.UUID(c.coupon_id), c.campaign_id, c.user_id, c.device_id, c.request_id,
-         c.channel, c.value_cents, at, at)
-        for c in claims
-    ]  # fmt: skip
+    records = copy_records(claims)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     conn = await asyncpg.connect(settings.database_url)
     await conn.execute("CREATE TABLE coupons_copy (LIKE coupons INCLUDING ALL)")

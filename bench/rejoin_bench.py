@@ -33,7 +33,7 @@ import asyncpg
 import msgspec
 
 from bench.claim_bench import OUT, POSTGRES_URL
-from bench.e2e_bench import sample_events
+from bench.handoff_ab import sample_events
 from gateway.claim import events
 from gateway.infra import clients
 from gateway.infra.settings import Settings, to_env

@@ -1,7 +1,8 @@
 """The consumer: accepted claims from Kafka into PostgreSQL, each exactly once in effect.
 
-The loop: getmany, one transaction per batch, then commit the offsets; the next getmany
-runs while the current batch is written.
+The loop: getmany, one transaction per batch, then commit the offsets. (aiokafka already
+fetches the next records in the background while a batch is written; unpacking them
+concurrently too was tried, ``bench/handoff_ab.py`` prefetch, and did not pay.)
 
 Offsets are committed only after the database committed the batch, and only for the
 partitions this member still owns. A refused commit (a rebalance moved the partition)
@@ -59,33 +60,14 @@ class ClaimConsumer:
         self._settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; a batch in hand is stored before stopping.
-
-        The next batch is fetched (and its records unpacked) while the current one is
-        written, so Kafka's side and PostgreSQL's side of the work overlap. Batches are
-        still stored and committed one after another, in order: batch n+1 is written only
-        after batch n's rows and offsets are committed.
-        """
-        batch = await self._fetch()
-        while batch or not stop.is_set():
-            if not batch:
-                await self._observe_lag()
-                batch = await self._fetch()
-                continue
-            storing = asyncio.create_task(self.handle(batch, stop))
-            try:
-                upcoming = await self._fetch() if not stop.is_set() else {}
-            finally:
-                await storing  # its failure ends the loop before the next batch is written
-            batch = upcoming
+        """Consume until ``stop`` is set; a batch in hand is stored before stopping."""
+        while not stop.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=200, max_records=self._settings.consumer_batch
+            )
+            if batch:
+                await self.handle(batch, stop)
             await self._observe_lag()
-
-    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-        batch = await self._consumer.getmany(
-            timeout_ms=200, max_records=self._settings.consumer_batch
-        )
-        return batch
 
     async def handle(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], stop: asyncio.Event
