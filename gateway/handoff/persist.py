@@ -43,12 +43,14 @@ COLUMNS = [
     "value_cents",
     "claimed_at",
     "expires_at",
+    "code_hash",
 ]
 
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS coupons_in (
     coupon_id uuid, campaign_id text, user_id text, device_id text, request_id text,
-    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz
+    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz,
+    code_hash text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -86,6 +88,7 @@ async def insert_claims(
                 c.value_cents,
                 _at(c.claimed_at_ms),
                 _at(c.expires_at_ms),
+                c.code or None,
             )
             for c in claims
         ],
