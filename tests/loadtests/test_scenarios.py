@@ -189,3 +189,14 @@ def test_skydrop_open_drops_at_most_k_by_the_dice_and_rows_match(local_stack):
     assert f"lt-{run_id}-sd-lucky tried" in output
     assert "open: 1 dropped" in output
     assert verdict_row(output, run_id, "sd-small").split()[1:4] == ["10", "10", "10"]  # sold out
+
+
+def test_bind_job_during_a_seckill_herd_shares_the_stock_exactly(local_stack):
+    run_id, output = run_scenario(
+        local_stack, "bind_herd", "--stock", "80", "--countdown", "3", "--user-pool", "300",
+        users=30, seconds=10,
+    )  # fmt: skip
+    assert "bind verdict: PASS" in output, output
+    assert "herd latency while the job ran" in output
+    row = verdict_row(output, run_id, "bind-herd").split()
+    assert row[1:4] == ["80", "80", "80"]  # stock, accepted, rows: sold out, all persisted
