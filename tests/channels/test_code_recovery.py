@@ -101,3 +101,21 @@ async def test_after_an_older_aof_a_code_used_since_is_refused_again(
     _, stolen = await redeem(gateway, "bob", code, "redeem-b-1", device="dev-b")
     assert stolen["reason"] == "CODE_INVALID"
     assert int(await redis.hget(keys.counters, "issued")) == 1
+
+
+async def test_verify_fails_a_code_that_named_two_coupons(gateway, ops, pool, redis, batches):
+    from gateway.ops.verify import verify_campaign
+
+    campaign = await published(ops, stock=10, perUserLimit=5)
+    _, [code] = await batches.create(campaign.id, 1)
+    assert (await redeem(gateway, "alice", code, "redeem-a-1"))[1]["reason"] == "ACCEPTED"
+    [event] = await relay_and_persist(redis, pool, campaign)
+    assert (await verify_campaign(pool, redis, campaign)).codes_used_twice == 0
+    await pool.execute(  # a second row with the same code: what a rewound code would leave
+        "INSERT INTO coupons (coupon_id, campaign_id, user_id, device_id, request_id, channel,"
+        " value_cents, claimed_at, expires_at, code_hash)"
+        " SELECT gen_random_uuid(), campaign_id, 'bob', 'dev-b', 'redeem-b-1', channel,"
+        " value_cents, claimed_at, expires_at, code_hash FROM coupons WHERE coupon_id = $1",
+        event.coupon_id,
+    )
+    assert "codes used twice: 1" in (await verify_campaign(pool, redis, campaign)).problems
