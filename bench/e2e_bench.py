@@ -126,6 +126,7 @@ async def copy_rate(database_url: str, claims: list[events.ClaimEvent]) -> float
                 c.value_cents,
                 at,
                 at,
+                c.code or None,
             )
             for c in claims
         ]
