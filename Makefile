@@ -48,7 +48,7 @@ USERS ?= 200
 DURATION ?= 60s
 SPAWN_RATE ?= $(USERS)
 LOCUST_ARGS ?=
-loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|double11 USERS=.. DURATION=..
+loadtest: install ## make loadtest SCENARIO=seckill|skydrop|skydrop_open|bind_herd|retry_storm|abuse|checkout|codes|double11 USERS=.. DURATION=..
 	@mkdir -p reports
 	@set -a; [ ! -f var/stack.env ] || . ./var/stack.env; set +a; \
 	$(BIN)/python -m locust -f loadtests/$(SCENARIO).py --headless \
