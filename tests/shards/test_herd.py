@@ -25,7 +25,7 @@ STOCK = 1_000
 
 def users_of(shard: int, count: int, taken: set[str]) -> list[str]:
     """``count`` user ids that claim on ``shard``."""
-    found = []
+    found: list[str] = []
     n = 0
     while len(found) < count:
         user = f"s{shard}-user-{n}"
@@ -48,7 +48,7 @@ async def test_no_sold_out_while_any_shard_holds_stock(make_client, ops, redis, 
     sends += [(user, f"{user}-a") for user in rng.sample(users, 150)]  # retries
     sends += [(user, f"{user}-b") for user in rng.sample(users, 150)]  # over the limit
     rng.shuffle(sends)
-    answers: list[tuple[str, str, dict, int]] = []  # in the order received
+    answers: list[tuple[str, str, dict[str, str], int]] = []  # in the order received
 
     async def send(user: str, rid: str) -> None:
         body = {"campaignId": campaign.id, "requestId": rid, "deviceId": f"d-{user}",

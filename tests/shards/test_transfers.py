@@ -43,7 +43,7 @@ async def test_malformed_calls_are_refused_and_write_nothing(ops, redis):
     stock = ShardedStock(redis)
     keys = keys_of(campaign).of_shard(1)
     before = await redis.hgetall(keys.counters)
-    for args in (
+    calls: list[list[str | int]] = [
         [],
         ["lend"],
         ["lend", "t1", 0],
@@ -54,7 +54,8 @@ async def test_malformed_calls_are_refused_and_write_nothing(ops, redis):
         ["credit", "t1", -1],
         ["peek", "extra"],
         ["steal", "t1", 1],
-    ):
+    ]
+    for args in calls:
         with pytest.raises(ResponseError, match="malformed"):
             await stock.script.raw(transfer_keys(keys), args)
     with pytest.raises(ResponseError, match="malformed"):
