@@ -149,3 +149,17 @@ async def finish_transfers(redis: Redis) -> int:
     for (campaign_id, n), group in zip(sharded.items(), groups, strict=True):
         finished += await stock.finish_pending(CampaignKeys(campaign_id, group or ""), int(n))
     return finished
+
+
+async def stock_figures(redis: Redis, keys: CampaignKeys, shards: int) -> tuple[int, int]:
+    """A sharded campaign's stock (the shares' sum) and stock left (over the shards; a
+    transfer in flight is left out until its credit)."""
+    stock = left = 0
+    for shard in all_shards(keys, shards):
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hget(shard.config, "stock")
+            pipe.hmget(shard.counters, "issued", "moved")
+            share, (issued, moved) = await pipe.execute()
+        stock += int(share or 0)
+        left += max(int(share or 0) + int(moved or 0) - int(issued or 0), 0)
+    return stock, left
