@@ -12,6 +12,7 @@ another user or device is REQUEST_MISMATCH, and a refused claim binds nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +46,8 @@ from gateway.rules.figures import count_by_channel
 from gateway.rules.gate import ClaimGate, Refusal, window_refusal
 from gateway.rules.profiles import CachedProfiles, HttpProfiles
 from gateway.shards.stock import ShardedStock
+
+log = logging.getLogger(__name__)
 
 #: Rounds of borrowing a sharded campaign's batch may take before it answers OVERLOADED.
 BORROW_ROUNDS = 16
@@ -274,24 +277,31 @@ class ClaimService:
         """A shard's SOLD_OUT is not yet the campaign's: borrow stock from the other shards
         and decide those claims again; answer SOLD_OUT only once no shard holds any
         (``ShardedStock.sold_out``). Stock that keeps moving for ``BORROW_ROUNDS`` rounds
-        (shards borrowing from each other at once) is answered OVERLOADED: retry."""
+        (shards borrowing from each other at once) is answered OVERLOADED: retry. Redis
+        failing meanwhile answers those claims UNAVAILABLE; the batch's accepted claims keep
+        their coupons (a lend it left half-done is finished by the replayer)."""
         decisions = list(decided.decisions)
-        for _ in range(BORROW_ROUNDS):
-            short = [i for i, d in enumerate(decisions) if d.reason is Reason.SOLD_OUT]
-            if not short:
-                break
-            async with asyncio.timeout(self._timeout_s):
-                got = await self.stock.borrow(view.keys, view.shards, batch.keys.shard, len(short))
-                if not got and await self.stock.sold_out(view.keys, view.shards):
-                    break
-                decided = await self._script(
-                    replace(batch, claims=[batch.claims[i] for i in short])
-                )
-            for i, again in zip(short, decided.decisions, strict=True):
-                decisions[i] = again
-        else:
-            busy = Decision(Reason.OVERLOADED, "", 0, False)
-            decisions = [busy if d.reason is Reason.SOLD_OUT else d for d in decisions]
+        instead = Reason.OVERLOADED
+        try:
+            for _ in range(BORROW_ROUNDS):
+                short = [i for i, d in enumerate(decisions) if d.reason is Reason.SOLD_OUT]
+                if not short:
+                    return replace(decided, decisions=decisions)
+                async with asyncio.timeout(self._timeout_s):
+                    shard, wanted = batch.keys.shard, len(short)
+                    got = await self.stock.borrow(view.keys, view.shards, shard, wanted)
+                    if not got and await self.stock.sold_out(view.keys, view.shards):
+                        return replace(decided, decisions=decisions)
+                    decided = await self._script(
+                        replace(batch, claims=[batch.claims[i] for i in short])
+                    )
+                for i, again in zip(short, decided.decisions, strict=True):
+                    decisions[i] = again
+        except (RedisError, OSError) as exc:  # OSError covers TimeoutError
+            log.warning("borrowing stock for %s failed: %s", view.keys.campaign_id, exc)
+            instead = Reason.UNAVAILABLE
+        busy = Decision(instead, "", 0, False)
+        decisions = [busy if d.reason is Reason.SOLD_OUT else d for d in decisions]
         return replace(decided, decisions=decisions)
 
     async def _replay(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:

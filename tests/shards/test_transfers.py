@@ -144,3 +144,31 @@ async def test_randomized_claims_transfers_crashes_and_replays_keep_the_stock_ex
     assert issued == total  # the run reached sold out...
     assert len(crashed) > 10  # ...through crashes
     assert [await redis.hlen(k.transfers) for k in all_shards(keys, SHARDS)] == [0] * SHARDS
+
+
+async def test_redis_failing_while_borrowing_answers_unavailable(client, ops, redis, clock):
+    """A donor's transfer log that Redis refuses to touch (a key of the wrong type: a real
+    Redis error): the claim that needed to borrow hears UNAVAILABLE, nothing is lent, and
+    its retry once the log is usable gets the coupon."""
+    clock.set(T0_MS + 1)
+    campaign = await published(ops, stock=SHARDS, stockShards=SHARDS)  # one a shard
+    keys = keys_of(campaign)
+    users = [u for u in (f"fail-{n}" for n in range(200)) if shard_of(u, SHARDS) == 0][:2]
+    await redis.set(keys.of_shard(1).transfers, "not a hash")
+    first = body(campaign.id)
+    assert (
+        await (await client.post("/api/coupon/issue", json=first, headers=auth(users[0]))).json()
+    )["reason"] == "ACCEPTED"
+    second = body(campaign.id)
+    answer = await (
+        await client.post("/api/coupon/issue", json=second, headers=auth(users[1]))
+    ).json()
+    assert answer["reason"] == "UNAVAILABLE"
+    stock = ShardedStock(redis)
+    await redis.delete(keys.of_shard(1).transfers)
+    assert await accounted(redis, stock, keys) == (1, 3, 0)
+    answer = await (
+        await client.post("/api/coupon/issue", json=second, headers=auth(users[1]))
+    ).json()
+    assert answer["reason"] == "ACCEPTED"
+    assert await accounted(redis, stock, keys) == (2, 2, 0)
