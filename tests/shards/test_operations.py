@@ -4,6 +4,8 @@ top-up, the admin view, the relay's scan list, reconcile and recover."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.campaigns.ops import keys_of
 from gateway.campaigns.spec import InvalidSpec, decode_spec
@@ -11,7 +13,7 @@ from gateway.handoff.relay import published as relay_scan
 from gateway.infra.clock import ManualClock
 from gateway.ops.reconcile import reconcile_campaign
 from gateway.ops.recover import recover
-from gateway.shards.stock import ShardedStock, all_shards, shard_of
+from gateway.shards.stock import ShardedStock, all_shards, shard_of, share_of
 from tests.helpers import T0_MS, claim, published, spec
 
 SHARDS = 4
@@ -106,3 +108,13 @@ async def test_recover_rebuilds_every_shard_and_the_stock_left(
     more = users_on(1, 3) + users_on(3, 3)
     reasons = [(await claim(client, user, campaign.id))[1]["reason"] for user in more]
     assert reasons == ["ACCEPTED"] * 4 + ["SOLD_OUT"] * 2
+
+
+@given(st.integers(1, 10**9), st.integers(1, 64), st.integers(0, 10**6))
+def test_shares_sum_to_the_stock_and_only_grow_with_it(stock, shards, added):
+    """What publish writes and top-ups add up to: every coupon on exactly one shard."""
+    before = [share_of(stock, shards, s) for s in range(shards)]
+    after = [share_of(stock + added, shards, s) for s in range(shards)]
+    assert sum(before) == stock
+    assert sum(after) == stock + added
+    assert all(a >= b for a, b in zip(after, before, strict=True))
