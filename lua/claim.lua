@@ -16,7 +16,7 @@
 
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
-    KEYS[2]  counters     hash   issued, spent
+    KEYS[2]  counters     hash   issued, spent, moved (a stock shard's borrowed - lent)
     KEYS[3]  users        hash   user -> claimed in total
     KEYS[4]  devices      hash   device -> claimed in total
     KEYS[5]  blocked      set    u:<user>, d:<device>
@@ -118,8 +118,11 @@ elseif now >= (tonumber(cfg[3]) or 0) then
   campaign_code = ENDED
 end
 
-local counts = redis.call('HMGET', KEYS[2], 'issued', 'spent')
+local counts = redis.call('HMGET', KEYS[2], 'issued', 'spent', 'moved')
 local issued, spent = tonumber(counts[1]) or 0, tonumber(counts[2]) or 0
+-- A hot campaign's stock shard (gateway/shards/): cfg.stock is the shard's share, moved
+-- the stock borrowed in (+) or lent out (-) since; 0 for a campaign of one shard.
+stock = stock + (tonumber(counts[3]) or 0)
 local today = tonumber(redis.call('GET', KEYS[8])) or 0
 local outbox_len = redis.call('XLEN', KEYS[7])
 
