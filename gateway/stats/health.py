@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
-from gateway.stats.funnel import rate
+from gateway.stats.usage import rate
 
 
 class BurnDay(msgspec.Struct, rename="camel"):

@@ -1,0 +1,135 @@
+"""The use figures (GMV, discount, average paid, subsidy rate, ROI, coupons per user) against
+a hand-computed fixture: real orders locked, confirmed and refunded through the redemption
+code, on two channels, across a day boundary of the campaign's zone (Shanghai)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import pytest
+
+from gateway.claim.events import ClaimEvent
+from gateway.handoff.persist import insert_claims
+from gateway.redemption import orders
+from gateway.redemption.cart import RefundRequest, UseRequest
+from tests.helpers import ADMIN_TOKEN, published
+from tests.stats.conftest import at
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TTL = 15 * 60_000
+
+# user, claim channel, order, amount, confirmed at (Shanghai). u3's 00:10 on 12 Nov is
+# still 11 Nov in UTC: it counts on the campaign's 12 Nov.
+ORDERS = [
+    ("u1", "h5", "A", 60_000, "2026-11-11 10:00"),
+    ("u2", "h5", "B", 80_000, "2026-11-11 23:50"),  # refunded whole on 13 Nov
+    ("u3", "app", "C", 55_000, "2026-11-12 00:10"),  # 9,000 of 45,000 paid refunded
+    ("u4", "h5", "D", 100_000, "2026-11-12 09:00"),
+    ("u4", "h5", "E", 50_000, "2026-11-13 08:00"),  # u4's second coupon
+]
+
+
+def usage_row(day, channel, uses, orders_, discount, gmv, paid, average, subsidy, roi):
+    return {"day": day, "channel": channel, "uses": uses, "orders": orders_,
+            "discountCents": discount, "gmvCents": gmv, "paidCents": paid,
+            "averagePaidCents": average, "subsidyRate": subsidy, "roi": roi}  # fmt: skip
+
+
+# Worked out by hand (each coupon takes 10,000 off: "100 off 500"):
+# 11 Nov h5: A (60,000, paid 50,000); B used and refunded whole on 13 Nov: it leaves its
+#   use day. Subsidy 10,000 / 60,000; ROI (60,000 - 10,000) / 10,000 = 5.
+# 12 Nov app: C 55,000, paid 45,000; 9,000 refunded with 10,000 * 9,000 // 45,000 = 2,000
+#   of discount: discount 8,000, paid 36,000, GMV 55,000 - 11,000 = 44,000; ROI 4.5.
+# 12 Nov h5: D 100,000, paid 90,000; subsidy 0.1, ROI 9.  13 Nov h5: E 50,000, paid 40,000.
+# Total: 4 uses, 4 orders, discount 38,000, GMV 254,000, paid 216,000, average 54,000,
+#   subsidy 38,000 / 254,000 = 0.149606, ROI 216,000 / 38,000 = 5.684211;
+#   users u1, u3, u4 (u2's use came back): 4 / 3 = 1.333333 coupons per user.
+EXPECTED_ROWS = [
+    usage_row("2026-11-11", "h5", 1, 1, 10_000, 60_000, 50_000, 50_000, 0.166667, 5.0),
+    usage_row("2026-11-12", "app", 1, 1, 8_000, 44_000, 36_000, 36_000, 0.181818, 4.5),
+    usage_row("2026-11-12", "h5", 1, 1, 10_000, 100_000, 90_000, 90_000, 0.1, 9.0),
+    usage_row("2026-11-13", "h5", 1, 1, 10_000, 50_000, 40_000, 40_000, 0.2, 4.0),
+]
+EXPECTED_TOTAL = usage_row(None, "*", 4, 4, 38_000, 254_000, 216_000, 54_000, 0.149606,
+                           5.684211)  # fmt: skip
+
+
+def _request(order: str, coupon: str, amount: int) -> UseRequest:
+    body = {"orderId": order, "amountCents": amount, "channel": "app", "couponIds": [coupon],
+            "items": [{"sku": "sku-1", "category": "digital", "priceCents": amount,
+                       "quantity": 1}]}  # fmt: skip
+    return msgspec.convert(body, UseRequest)
+
+
+@pytest.fixture
+async def used(ops, pool):
+    """A campaign whose coupons went through real orders as ``ORDERS`` says."""
+    campaign = await published(ops, perUserLimit=2, channels=["h5", "app"])
+    async with pool.acquire() as conn:
+        for i, (user, channel, order, amount, when) in enumerate(ORDERS):
+            coupon = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{campaign.id}/{i}"))
+            claim = ClaimEvent(
+                coupon_id=coupon, campaign_id=campaign.id, user_id=user,
+                device_id=f"dev-{user}", request_id=f"req-{user}-{i:04d}", channel=channel,
+                value_cents=campaign.value_cents, claimed_at_ms=at("2026-11-11 00:05"),
+                expires_at_ms=at("2026-11-18 00:00"),
+            )  # fmt: skip
+            assert await insert_claims(conn, [claim]) == 1
+            now, order_id = at(when), f"{campaign.id}-{order}"
+            await orders.lock(conn, user, _request(order_id, coupon, amount), now_ms=now,
+                              ttl_ms=TTL, new_user=False)  # fmt: skip
+            assert (await orders.confirm(conn, user, order_id, now)).status == "confirmed"
+        # A confirm or a refund repeated counts nothing again.
+        assert (
+            await orders.confirm(conn, "u1", f"{campaign.id}-A", at("2026-11-11 10:01"))
+        ).replayed
+        refund_day = at("2026-11-13 12:00")
+        await orders.refund(conn, "u2", f"{campaign.id}-B", RefundRequest(), refund_day)
+        for _ in range(2):
+            state = await orders.refund(
+                conn, "u3", f"{campaign.id}-C", RefundRequest(9_000, "r1"), refund_day
+            )
+        assert state.replayed
+    return campaign
+
+
+async def test_the_use_figures_match_the_hand_computed_fixture(client, used):
+    response = await client.get(f"/admin/stats?campaign={used.id}", headers=ADMIN)
+    assert response.status == 200
+    report = (await response.json())["usage"]
+    assert report["rows"] == EXPECTED_ROWS
+    assert report["total"] == EXPECTED_TOTAL
+    assert (report["users"], report["couponsPerUser"]) == (3, 1.333333)
+
+
+async def test_a_range_of_use_days(client, used):
+    response = await client.get(
+        f"/admin/stats?campaign={used.id}&from=2026-11-12&to=2026-11-12", headers=ADMIN
+    )
+    report = (await response.json())["usage"]
+    assert report["rows"] == EXPECTED_ROWS[1:3]
+    assert report["total"] == usage_row(None, "*", 2, 2, 18_000, 144_000, 126_000, 63_000,
+                                        0.125, 7.0)  # fmt: skip
+
+
+async def test_the_rollup_equals_the_orders_it_came_from(used, pool):
+    """The trigger's sums against the order tables themselves (one coupon per order here)."""
+    rolled = await pool.fetchrow(
+        "SELECT sum(uses), sum(discount_cents), sum(gmv_cents), sum(paid_cents)"
+        " FROM usage_daily WHERE campaign_id = $1",
+        used.id,
+    )
+    counted = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE o.status <> 'refunded'),"
+        " sum(o.discount_cents) - coalesce(sum(r.discount), 0),"
+        " sum(o.amount_cents - o.refunded_cents) - coalesce(sum(r.discount), 0),"
+        " sum(o.pay_cents - o.refunded_cents)"
+        " FROM coupon_orders o JOIN coupons k ON k.order_id = o.order_id AND k.user_id = o.user_id"
+        " LEFT JOIN (SELECT user_id, order_id, sum(discount_cents) AS discount"
+        "            FROM coupon_refunds GROUP BY 1, 2) r"
+        "   ON (r.user_id, r.order_id) = (o.user_id, o.order_id)"
+        " WHERE k.campaign_id = $1 AND o.status IN ('confirmed', 'refunded')",
+        used.id,
+    )
+    assert tuple(rolled) == tuple(counted) == (4, 38_000, 254_000, 216_000)
