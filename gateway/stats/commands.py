@@ -22,6 +22,7 @@ from gateway.infra.settings import Settings
 from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
 from gateway.stats.health import HealthReport, health
+from gateway.stats.usage import UsageRow
 
 if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the others do not
     from gateway.stats.ab_report import ExperimentReport
@@ -29,16 +30,19 @@ if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the oth
 #: The funnel's columns, in the order tables and CSV show them.
 COLUMNS = ("day", "channel", "views", "uniqueViewers", "claims", "claimRate", "valueCents",
            "used", "useRate", "usedValueCents", "refunded", "expired")  # fmt: skip
+#: The use view's columns (``--view use``).
+USE_COLUMNS = ("day", "channel", "uses", "orders", "discountCents", "gmvCents", "paidCents",
+               "averagePaidCents", "subsidyRate", "roi")  # fmt: skip
 
 
 def _json(result: object) -> str:
     return orjson.dumps(msgspec.to_builtins(result), option=orjson.OPT_INDENT_2).decode()
 
 
-def _cells(row: FunnelRow) -> list[str]:
+def _cells(row: FunnelRow | UsageRow, columns: Sequence[str]) -> list[str]:
     data = msgspec.to_builtins(row)
     out = []
-    for column in COLUMNS:
+    for column in columns:
         value = data[column]
         if value is None:
             out.append("" if column != "day" else "total")
@@ -49,24 +53,37 @@ def _cells(row: FunnelRow) -> list[str]:
     return out
 
 
-def render_funnel(result: FunnelReport, fmt: str) -> str:
-    """The funnel as ``table``, ``csv`` or ``json`` text."""
+def render_funnel(result: FunnelReport, fmt: str, view: str = "funnel") -> str:
+    """The funnel (``view`` ``funnel``) or the use figures (``use``) as ``table``, ``csv``
+    or ``json`` text (JSON: the whole report, both views)."""
     if fmt == "json":
         return _json(result)
-    rows = [_cells(row) for row in [*result.rows, result.total]]
+    columns = COLUMNS if view == "funnel" else USE_COLUMNS
+    source = (
+        [*result.rows, result.total]
+        if view == "funnel"
+        else [*result.usage.rows, result.usage.total]
+    )
+    rows = [_cells(row, columns) for row in source]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     lines = [
         f"campaign {result.campaign_id} ({result.time_zone}); budget"
-        f" {_money(result.budget_cents)}, left {_money(result.budget_left_cents)}",
-        "  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True)),
+        f" {_money(result.budget_cents)}, spent {_money(result.budget_spent_cents)},"
+        f" left {_money(result.budget_left_cents)}",
+        "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
     ]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    if view == "use":
+        use = result.usage
+        failures = ", ".join(f"{k} {v}" for k, v in use.failures.items()) or "none"
+        lines.append(f"users {use.users}, coupons per user {_num(use.coupons_per_user)};"
+                     f" refused uses: {failures}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -75,7 +92,12 @@ def _money(cents: int | None) -> str:
 
 
 async def stats(
-    settings: Settings, campaign_id: str, first: str | None, last: str | None, fmt: str
+    settings: Settings,
+    campaign_id: str,
+    first: str | None,
+    last: str | None,
+    fmt: str,
+    view: str = "funnel",
 ) -> int:
     """Print one campaign's funnel; exit 1 for an unknown campaign or a bad date."""
     async with open_clients(settings) as opened:
@@ -87,7 +109,7 @@ async def stats(
     if result is None:
         print(f"flashclaim stats: no campaign {campaign_id}", file=sys.stderr)
         return 1
-    print(render_funnel(result, fmt))
+    print(render_funnel(result, fmt, view))
     return 0
 
 

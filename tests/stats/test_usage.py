@@ -4,16 +4,19 @@ code, on two channels, across a day boundary of the campaign's zone (Shanghai)."
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 
 import msgspec
+import orjson
 import pytest
 
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
 from gateway.redemption import orders
 from gateway.redemption.cart import RefundRequest, UseRequest
-from tests.helpers import ADMIN_TOKEN, published
+from tests.helpers import ADMIN_TOKEN, child_env, flashclaim, published
 from tests.stats.conftest import at
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -133,3 +136,22 @@ async def test_the_rollup_equals_the_orders_it_came_from(used, pool):
         used.id,
     )
     assert tuple(rolled) == tuple(counted) == (4, 38_000, 254_000, 216_000)
+
+
+async def test_the_command_prints_the_use_view(settings, used):
+    env = child_env(settings)
+    as_csv = flashclaim(env, "stats", used.id, "--view", "use", "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [(r["day"], r["channel"], r["gmvCents"], r["averagePaidCents"], r["roi"])
+            for r in lines] == [
+        ("2026-11-11", "h5", "60000", "50000", "5.0000"),
+        ("2026-11-12", "app", "44000", "36000", "4.5000"),
+        ("2026-11-12", "h5", "100000", "90000", "9.0000"),
+        ("2026-11-13", "h5", "50000", "40000", "4.0000"),
+        ("total", "*", "254000", "54000", "5.6842"),
+    ]  # fmt: skip
+    table = flashclaim(env, "stats", used.id, "--view", "use")
+    assert table.stdout.splitlines()[-1].startswith("users 3, coupons per user 1.333;")
+    as_json = flashclaim(env, "stats", used.id, "--format", "json")
+    assert orjson.loads(as_json.stdout)["usage"]["total"] == EXPECTED_TOTAL
