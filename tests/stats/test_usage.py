@@ -16,7 +16,7 @@ from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
 from gateway.redemption import orders
 from gateway.redemption.cart import RefundRequest, UseRequest
-from tests.helpers import ADMIN_TOKEN, child_env, flashclaim, published
+from tests.helpers import ADMIN_TOKEN, auth, child_env, flashclaim, published
 from tests.stats.conftest import at
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -155,3 +155,30 @@ async def test_the_command_prints_the_use_view(settings, used):
     assert table.stdout.splitlines()[-1].startswith("users 3, coupons per user 1.333;")
     as_json = flashclaim(env, "stats", used.id, "--format", "json")
     assert orjson.loads(as_json.stdout)["usage"]["total"] == EXPECTED_TOTAL
+
+
+async def test_refused_uses_are_counted_by_reason_on_the_campaigns_day(client, clock, used, pool):
+    coupon = str(uuid.uuid4())
+    claim = ClaimEvent(
+        coupon_id=coupon, campaign_id=used.id, user_id="u9", device_id="dev-u9",
+        request_id="req-u9-0001", channel="h5", value_cents=used.value_cents,
+        claimed_at_ms=at("2026-11-11 00:05"), expires_at_ms=at("2026-11-18 00:00"),
+    )  # fmt: skip
+    async with pool.acquire() as conn:
+        assert await insert_claims(conn, [claim]) == 1
+    clock.set(at("2026-11-12 00:10"))  # 11 Nov in UTC, 12 Nov in Shanghai
+    small = {"orderId": f"{used.id}-small", "amountCents": 30_000, "channel": "app",
+             "couponIds": [coupon], "items": [{"sku": "s", "category": "digital",
+                                               "priceCents": 30_000, "quantity": 1}]}  # fmt: skip
+    for _ in range(2):
+        response = await client.post("/api/coupon/use", json=small, headers=auth("u9"))
+        assert (response.status, (await response.json())["reason"]) == (409, "NOT_APPLICABLE")
+    theirs = {**small, "orderId": f"{used.id}-theirs"}
+    response = await client.post("/api/coupon/use", json=theirs, headers=auth("u8"))
+    assert response.status == 404  # not the user's coupon: no campaign to count it on
+    report = await client.get(f"/admin/stats?campaign={used.id}", headers=ADMIN)
+    assert (await report.json())["usage"]["failures"] == {"NOT_APPLICABLE": 2}
+    other_day = await client.get(
+        f"/admin/stats?campaign={used.id}&from=2026-11-11&to=2026-11-11", headers=ADMIN
+    )
+    assert (await other_day.json())["usage"]["failures"] == {}
