@@ -182,3 +182,57 @@ async def test_refused_uses_are_counted_by_reason_on_the_campaigns_day(client, c
         f"/admin/stats?campaign={used.id}&from=2026-11-11&to=2026-11-11", headers=ADMIN
     )
     assert (await other_day.json())["usage"]["failures"] == {}
+
+
+async def test_an_order_of_several_coupons_counts_once_per_campaign(ops, pool):
+    """Two coupons of one campaign (claimed on two channels) and one of another on a
+    1,000-yuan order: each campaign counts the order once (on the channel of its smallest
+    coupon id) with its own discount; a whole refund takes everything back."""
+    stacked = await published(ops, perUserLimit=2, usage={"perTier": 2})
+    shop = await published(ops, usage={"tier": "shop"})
+    coupons = {}
+    async with pool.acquire() as conn:
+        for campaign, channel in ((stacked, "h5"), (stacked, "app"), (shop, "h5")):
+            coupon = str(uuid.uuid4())
+            claim = ClaimEvent(
+                coupon_id=coupon, campaign_id=campaign.id, user_id="m1", device_id="dev-m1",
+                request_id=f"req-m1-{len(coupons):04d}", channel=channel,
+                value_cents=campaign.value_cents, claimed_at_ms=at("2026-11-11 00:05"),
+                expires_at_ms=at("2026-11-18 00:00"),
+            )  # fmt: skip
+            assert await insert_claims(conn, [claim]) == 1
+            coupons[coupon] = (campaign.id, channel)
+        order, now = f"{stacked.id}-multi", at("2026-11-11 20:00")
+        request = msgspec.convert(
+            {"orderId": order, "amountCents": 100_000, "channel": "app",
+             "couponIds": list(coupons), "items": [{"sku": "s", "category": "digital",
+                                                    "priceCents": 100_000, "quantity": 1}]},
+            UseRequest,
+        )  # fmt: skip
+        await orders.lock(conn, "m1", request, now_ms=now, ttl_ms=TTL, new_user=False)
+        assert (await orders.confirm(conn, "m1", order, now)).discount_cents == 30_000
+    lead = min(c for c, (campaign_id, _) in coupons.items() if campaign_id == stacked.id)
+    rows = await pool.fetch(
+        "SELECT campaign_id, channel, uses, discount_cents, orders, gmv_cents, paid_cents"
+        " FROM usage_daily WHERE campaign_id = ANY($1::text[]) ORDER BY 1, 2",
+        [stacked.id, shop.id],
+    )
+    found = {(r["campaign_id"], r["channel"]): tuple(r)[2:] for r in rows}
+    other = "app" if coupons[lead][1] == "h5" else "h5"
+    assert found == {
+        (stacked.id, coupons[lead][1]): (1, 10_000, 1, 100_000, 70_000),
+        (stacked.id, other): (1, 10_000, 0, 0, 0),
+        (shop.id, "h5"): (1, 10_000, 1, 100_000, 70_000),
+    }
+    async with pool.acquire() as conn:
+        await orders.refund(conn, "m1", order, RefundRequest(), at("2026-11-12 09:00"))
+    left = await pool.fetch(
+        "SELECT uses, discount_cents, orders, gmv_cents, paid_cents FROM usage_daily"
+        " WHERE campaign_id = ANY($1::text[])",
+        [stacked.id, shop.id],
+    )
+    assert {tuple(r) for r in left} == {(0, 0, 0, 0, 0)}
+    users = await pool.fetch(
+        "SELECT uses FROM usage_users WHERE campaign_id = ANY($1::text[])", [stacked.id, shop.id]
+    )
+    assert {r["uses"] for r in users} == {0}
