@@ -11,11 +11,13 @@ import uuid
 import msgspec
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
 from gateway.redemption import orders
 from gateway.redemption.cart import RefundRequest, UseRequest
+from gateway.stats import gauges
 from tests.helpers import ADMIN_TOKEN, auth, child_env, flashclaim, published
 from tests.stats.conftest import at
 
@@ -68,7 +70,7 @@ def _request(order: str, coupon: str, amount: int) -> UseRequest:
 @pytest.fixture
 async def used(ops, pool):
     """A campaign whose coupons went through real orders as ``ORDERS`` says."""
-    campaign = await published(ops, perUserLimit=2, channels=["h5", "app"])
+    campaign = await published(ops, perUserLimit=2, channels=["h5", "app"], budgetCents=1_000_000)
     async with pool.acquire() as conn:
         for i, (user, channel, order, amount, when) in enumerate(ORDERS):
             coupon = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{campaign.id}/{i}"))
@@ -190,7 +192,7 @@ async def test_an_order_of_several_coupons_counts_once_per_campaign(ops, pool):
     coupon id) with its own discount; a whole refund takes everything back."""
     stacked = await published(ops, perUserLimit=2, usage={"perTier": 2})
     shop = await published(ops, usage={"tier": "shop"})
-    coupons = {}
+    coupons: dict[str, tuple[str, str]] = {}
     async with pool.acquire() as conn:
         for campaign, channel in ((stacked, "h5"), (stacked, "app"), (shop, "h5")):
             coupon = str(uuid.uuid4())
@@ -236,3 +238,29 @@ async def test_an_order_of_several_coupons_counts_once_per_campaign(ops, pool):
         "SELECT uses FROM usage_users WHERE campaign_id = ANY($1::text[])", [stacked.id, shop.id]
     )
     assert {r["uses"] for r in users} == {0}
+
+
+async def test_the_reconcilers_round_rolls_up_exposures_and_sets_the_gauges(
+    client, used, redis, pool, clock
+):
+    clock.set(at("2026-11-12 09:00"))
+    body = {"viewerId": "dev-g", "views": [{"campaignId": used.id, "channel": "h5"}] * 2}
+    assert (await client.post("/api/exposures", json=body)).status == 200
+    await gauges.refresh(pool, redis, clock, 1.0)
+    views = await pool.fetchval(
+        "SELECT views FROM exposure_daily WHERE campaign_id = $1 AND channel = 'h5'"
+        " AND day = '2026-11-12'",
+        used.id,
+    )
+    assert views == 2
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"campaign": used.id, **labels})
+
+    figures = {f: gauge("flashclaim_stats_use", figure=f) for f in gauges.FIGURES}
+    assert figures == {"uses": 4, "orders": 4, "discount_cents": 38_000,
+                       "gmv_cents": 254_000, "paid_cents": 216_000}  # fmt: skip
+    budget = {
+        s: gauge("flashclaim_stats_budget_cents", state=s) for s in ("planned", "spent", "left")
+    }
+    assert budget == {"planned": 1_000_000, "spent": 50_000, "left": 950_000}
