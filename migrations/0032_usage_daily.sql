@@ -27,11 +27,13 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (campaign_id, channel, day)
 );
 
--- Coupons of a campaign each user has used (net of whole refunds): "coupons per user".
+-- Per campaign and user, net of refunds: coupons used ("coupons per user") and the GMV of
+-- the orders that used them (an A/B report's GMV per user).
 CREATE TABLE usage_users (
     campaign_id text NOT NULL,
     user_id     text NOT NULL,
     uses        bigint NOT NULL DEFAULT 0,
+    gmv_cents   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, user_id)
 );
 CREATE INDEX usage_users_using ON usage_users (campaign_id) WHERE uses > 0;
@@ -94,13 +96,15 @@ BEGIN
         paid_cents = d.paid_cents + EXCLUDED.paid_cents
     RETURNING 1
     )
-    INSERT INTO usage_users AS u (campaign_id, user_id, uses)
-    SELECT campaign_id, user_id, sum(uses)
+    INSERT INTO usage_users AS u (campaign_id, user_id, uses, gmv_cents)
+    SELECT campaign_id, user_id, sum(uses), sum(gmv)
     FROM moves
     GROUP BY 1, 2
-    HAVING sum(uses) <> 0
+    HAVING sum(uses) <> 0 OR sum(gmv) <> 0
     ORDER BY 1, 2
-    ON CONFLICT (campaign_id, user_id) DO UPDATE SET uses = u.uses + EXCLUDED.uses;
+    ON CONFLICT (campaign_id, user_id) DO UPDATE SET
+        uses = u.uses + EXCLUDED.uses,
+        gmv_cents = u.gmv_cents + EXCLUDED.gmv_cents;
 END $$;
 
 CREATE FUNCTION usage_daily_add() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -129,11 +129,14 @@ def render_report(result: ExperimentReport) -> str:
     if result.experiment.promoted:
         lines.append(f"promoted: {result.experiment.promoted} (everyone sees it)")
     lines.append(f"{'variant':<14}{'weight':>7}{'views':>10}{'claims':>9}{'claim rate':>12}"
-                 f"{'used':>8}{'use rate':>10}{'used/claimer':>14}")  # fmt: skip
+                 f"{'used':>8}{'use rate':>10}{'used/claimer':>14}{'GMV/claimer':>13}")  # fmt: skip
     for v in result.variants:
+        per_claimer = (
+            "-" if v.gmv_per_claimer_cents is None else _money(round(v.gmv_per_claimer_cents))
+        )
         lines.append(f"{v.name:<14}{v.weight:>7}{v.views:>10}{v.claims:>9}"
                      f"{_pct(v.claim_rate):>12}{v.used:>8}{_pct(v.use_rate):>10}"
-                     f"{_num(v.used_per_claimer):>14}")  # fmt: skip
+                     f"{_num(v.used_per_claimer):>14}{per_claimer:>13}")  # fmt: skip
     confidence = f"{1 - result.alpha:.0%}"
     for name, comparisons in result.comparisons.items():
         lines.append(f"{name} against {result.control} (difference, {confidence} interval, p):")
@@ -142,7 +145,7 @@ def render_report(result: ExperimentReport) -> str:
                         if c.ci_low is not None else "[not computable]")  # fmt: skip
             verdict = (f"significant: {c.winner} wins" if c.significant
                        else "not significant")  # fmt: skip
-            lines.append(f"  {c.metric:<18}{_num(c.a)} -> {_num(c.b)}  diff {_num(c.difference)}"
+            lines.append(f"  {c.metric:<22}{_num(c.a)} -> {_num(c.b)}  diff {_num(c.difference)}"
                          f" {interval}  p={_num(c.p_value)}  {verdict}")  # fmt: skip
     return "\n".join(lines)
 
