@@ -21,7 +21,8 @@
     KEYS[4]  devices      hash   device -> claimed in total
     KEYS[5]  blocked      set    u:<user>, d:<device>
     KEYS[6]  holds        hash   user -> <campaign>:<expires ms> (exclusion group)
-    KEYS[7]  outbox       stream accepted claims for the relay
+    KEYS[7]  outbox       stream accepted claims for the relay (ClaimEvent.from_outbox),
+                          with the claimant's newUser, level and tags (user layers, stats)
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
     KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
@@ -214,7 +215,7 @@ local function expiry()
   return vuntil
 end
 
-local function accept(user, device, rid, coupon, channel, req_key)
+local function accept(user, device, rid, coupon, channel, req_key, facts)
   local expires = expiry()
   issued, spent, today = issued + 1, spent + value, today + 1
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
@@ -234,7 +235,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
-    'at', now, 'expires', expires)
+    'at', now, 'expires', expires, 'new', facts[1], 'level', facts[2], 'tags', facts[3])
   outbox_len = outbox_len + 1
   return expires
 end
@@ -270,7 +271,9 @@ for i = 1, n do
         ARGV[at + 7])
     end
     if code == ACCEPTED then
-      results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      local facts = { ARGV[at + 4], ARGV[at + 5], ARGV[at + 6] }  -- the user's layer (stats)
+      results[i] = { ACCEPTED, coupon,
+        accept(user, device, rid, coupon, ARGV[at + 7], req_key, facts), 0 }
       remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else

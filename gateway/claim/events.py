@@ -26,6 +26,11 @@ class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
     value_cents: Annotated[int, msgspec.Meta(ge=0)]
     claimed_at_ms: int
     expires_at_ms: int
+    # The claimant's layer as the token stated it at claim time (statistics per layer);
+    # None / [] on events written before claims carried them.
+    new_user: bool | None = None
+    level: int | None = None
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_outbox(cls, fields: dict[str, str]) -> ClaimEvent:
@@ -40,6 +45,9 @@ class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
             value_cents=int(fields["value"]),
             claimed_at_ms=int(fields["at"]),
             expires_at_ms=int(fields["expires"]),
+            new_user=fields["new"] == "1" if "new" in fields else None,
+            level=int(fields["level"]) if fields.get("level") else None,
+            tags=tuple(t for t in fields.get("tags", "").split(",") if t),
         )
 
 

@@ -44,17 +44,20 @@ COLUMNS = [
     "claimed_at",
     "expires_at",
 ]
+#: The claimant's layer (migration 0033), stored beside the claim for the statistics.
+LAYER_COLUMNS = ["new_user", "member_level", "tags"]
 
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS coupons_in (
     coupon_id uuid, campaign_id text, user_id text, device_id text, request_id text,
-    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz
+    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz,
+    new_user boolean, member_level integer, tags text[]
 ) ON COMMIT DELETE ROWS
 """
 
 MOVE = f"""
-INSERT INTO coupons ({", ".join(COLUMNS)})
-SELECT {", ".join(COLUMNS)} FROM coupons_in ORDER BY coupon_id
+INSERT INTO coupons ({", ".join(COLUMNS + LAYER_COLUMNS)})
+SELECT {", ".join(COLUMNS + LAYER_COLUMNS)} FROM coupons_in ORDER BY coupon_id
 ON CONFLICT (coupon_id) DO NOTHING
 """
 
@@ -86,10 +89,13 @@ async def insert_claims(
                 c.value_cents,
                 _at(c.claimed_at_ms),
                 _at(c.expires_at_ms),
+                c.new_user,
+                c.level,
+                list(c.tags) or None,
             )
             for c in claims
         ],
-        columns=COLUMNS,
+        columns=COLUMNS + LAYER_COLUMNS,
     )
     status = await conn.execute(MOVE)  # "INSERT 0 <rows>"
     return int(status.rsplit(" ", 1)[1])

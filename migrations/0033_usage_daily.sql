@@ -38,6 +38,19 @@ CREATE TABLE usage_users (
 );
 CREATE INDEX usage_users_using ON usage_users (campaign_id) WHERE uses > 0;
 
+-- Use per campaign x layer x day of use, as usage_daily per channel (layers: migration 0032).
+CREATE TABLE layer_usage_daily (
+    campaign_id    text NOT NULL,
+    layer          text NOT NULL,
+    day            date NOT NULL,
+    uses           bigint NOT NULL DEFAULT 0,
+    discount_cents bigint NOT NULL DEFAULT 0,
+    orders         bigint NOT NULL DEFAULT 0,
+    gmv_cents      bigint NOT NULL DEFAULT 0,
+    paid_cents     bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (campaign_id, layer, day)
+);
+
 -- Refused uses per campaign x campaign-zone day x reason (gateway/stats/failures.py writes
 -- them: a refused transition rolls back, so it cannot leave its own trace).
 CREATE TABLE use_failures (
@@ -51,7 +64,8 @@ CREATE TABLE use_failures (
 -- The figures of the given events (one transition's rows, or the whole trail once).
 CREATE FUNCTION usage_rollup(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    WITH moves (campaign_id, channel, day, user_id, uses, discount, orders, gmv, paid) AS (
+    WITH moves (campaign_id, channel, day, user_id, uses, discount, orders, gmv, paid,
+                new_user, member_level, tags) AS (
     SELECT n.campaign_id, k.channel,
            (CASE WHEN n.transition = 'confirm' THEN n.at
                  ELSE (SELECT max(e.at) FROM coupon_events e
@@ -68,7 +82,8 @@ BEGIN
                 ELSE -(n.amount_cents + n.order_discount) END,
            CASE WHEN NOT n.lead THEN 0
                 WHEN n.transition = 'confirm' THEN n.amount_cents - n.order_discount
-                ELSE -n.amount_cents END
+                ELSE -n.amount_cents END,
+           k.new_user, k.member_level, k.tags
     FROM (
         SELECT e.*,
                row_number() OVER (PARTITION BY e.user_id, e.order_id, e.campaign_id
@@ -89,6 +104,22 @@ BEGIN
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3  -- one lock order everywhere: no deadlock
     ON CONFLICT (campaign_id, channel, day) DO UPDATE SET
+        uses = d.uses + EXCLUDED.uses,
+        discount_cents = d.discount_cents + EXCLUDED.discount_cents,
+        orders = d.orders + EXCLUDED.orders,
+        gmv_cents = d.gmv_cents + EXCLUDED.gmv_cents,
+        paid_cents = d.paid_cents + EXCLUDED.paid_cents
+    RETURNING 1
+    ), layers AS (
+    INSERT INTO layer_usage_daily AS d
+        (campaign_id, layer, day, uses, discount_cents, orders, gmv_cents, paid_cents)
+    SELECT m.campaign_id, l.layer, m.day, sum(m.uses), sum(m.discount), sum(m.orders),
+           sum(m.gmv), sum(m.paid)
+    FROM moves m
+    CROSS JOIN LATERAL coupon_layers(m.new_user, m.member_level, m.tags) AS l(layer)
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (campaign_id, layer, day) DO UPDATE SET
         uses = d.uses + EXCLUDED.uses,
         discount_cents = d.discount_cents + EXCLUDED.discount_cents,
         orders = d.orders + EXCLUDED.orders,
