@@ -182,7 +182,8 @@ async def experiment(
 
 
 def render_health(result: HealthReport) -> str:
-    """A health check for people: budget burn per day, use-rate swings, expiring coupons."""
+    """A health check for people: budget burn per day, use-rate swings, expiring coupons,
+    abuse refusals per day."""
     lines = [f"campaign {result.campaign_id}: budget {_money(result.budget_cents)}",
              f"{'day':<12}{'drawn':>14}{'cumulative':>16}{'plan':>16}{'vs plan':>10}"]  # fmt: skip
     for b in result.burn:
@@ -197,6 +198,9 @@ def render_health(result: HealthReport) -> str:
                      f"{change:>10}{flag}")  # fmt: skip
     lines.append(f"unused, expiring within 3 days: {result.expiring_soon};"
                  f" expired unused: {result.expired_unused}")  # fmt: skip
+    lines.append("abuse refusals per day (codes: every campaign's):")
+    for a in result.abuse:
+        lines.append(f"{a.day:<12}" + ", ".join(f"{k} {v}" for k, v in a.refusals.items()))
     return "\n".join(lines)
 
 

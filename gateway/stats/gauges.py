@@ -1,6 +1,7 @@
 """Keeping the statistics fresh: one round of the reconciler (``flashclaim reconcile
 --every``, a Deployment of its own) also rolls exposures up from Redis into PostgreSQL and
-sets each campaign's use and budget gauges for the statistics dashboard.
+copies the workers' abuse tallies (gateway/stats/abuse.py), and sets each campaign's use
+and budget gauges for the statistics dashboard.
 
 The claim and use rollups (``coupon_daily``, ``usage_daily``) need no schedule: triggers
 keep them as the rows change. Exposures live in Redis until rolled up, so this round is
@@ -18,6 +19,7 @@ from redis.exceptions import RedisError
 from gateway.campaigns.cache import CampaignCache
 from gateway.infra import metrics
 from gateway.infra.clock import Clock
+from gateway.stats import abuse
 from gateway.stats.exposures import rollup
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ async def refresh(pool: asyncpg.Pool, redis: Redis, clock: Clock, timeout_s: flo
     next round tries again (the figures keep their last values)."""
     try:
         await rollup(redis, pool, CampaignCache(redis, clock, 0, timeout_s), clock.now_ms())
+        await abuse.rollup(redis, pool, clock.now_ms())
         await publish(pool)
     except (RedisError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
         log.warning("statistics round failed (%s)", exc)
