@@ -36,7 +36,13 @@ CREATE TABLE usage_users (
     gmv_cents   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign_id, user_id)
 );
-CREATE INDEX usage_users_using ON usage_users (campaign_id) WHERE uses > 0;
+
+-- Users of a campaign with at least one use, kept from usage_users' changes (a user going
+-- from 0 to 1 use adds one, back to 0 takes one off): the report reads one row.
+CREATE TABLE usage_campaigns (
+    campaign_id text PRIMARY KEY,
+    users       bigint NOT NULL DEFAULT 0
+);
 
 -- Use per campaign x layer x day of use, as usage_daily per channel (layers: migration 0032).
 CREATE TABLE layer_usage_daily (
@@ -126,16 +132,26 @@ BEGIN
         gmv_cents = d.gmv_cents + EXCLUDED.gmv_cents,
         paid_cents = d.paid_cents + EXCLUDED.paid_cents
     RETURNING 1
-    )
-    INSERT INTO usage_users AS u (campaign_id, user_id, uses, gmv_cents)
-    SELECT campaign_id, user_id, sum(uses), sum(gmv)
+    ), deltas AS (
+    SELECT campaign_id, user_id, sum(uses) AS uses, sum(gmv) AS gmv
     FROM moves
     GROUP BY 1, 2
     HAVING sum(uses) <> 0 OR sum(gmv) <> 0
+    ), users AS (
+    INSERT INTO usage_users AS u (campaign_id, user_id, uses, gmv_cents)
+    SELECT campaign_id, user_id, uses, gmv FROM deltas
     ORDER BY 1, 2
     ON CONFLICT (campaign_id, user_id) DO UPDATE SET
         uses = u.uses + EXCLUDED.uses,
-        gmv_cents = u.gmv_cents + EXCLUDED.gmv_cents;
+        gmv_cents = u.gmv_cents + EXCLUDED.gmv_cents
+    RETURNING u.campaign_id, u.user_id, u.uses  -- each row as its own upsert left it
+    )
+    INSERT INTO usage_campaigns AS c (campaign_id, users)
+    SELECT u.campaign_id, sum((u.uses > 0)::int - (u.uses - d.uses > 0)::int)
+    FROM users u JOIN deltas d ON d.campaign_id = u.campaign_id AND d.user_id = u.user_id
+    GROUP BY 1
+    ORDER BY 1
+    ON CONFLICT (campaign_id) DO UPDATE SET users = c.users + EXCLUDED.users;
 END $$;
 
 CREATE FUNCTION usage_daily_add() RETURNS trigger LANGUAGE plpgsql AS $$

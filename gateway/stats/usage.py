@@ -1,6 +1,6 @@
 """What a campaign's coupons did at checkout, per channel x day of use (its time zone).
 
-Figures come from ``usage_daily``, ``usage_users`` and ``use_failures`` (migration 0032),
+Figures come from ``usage_daily``, ``usage_campaigns`` and ``use_failures`` (migration 0033),
 which PostgreSQL keeps from the audit trail of use (``coupon_events``): every confirm adds
 its order, every refund takes back what it paid back, on the day the order was used. So a
 day reads "used that day, net of what came back since".
@@ -85,8 +85,8 @@ WHERE campaign_id = $1 AND day BETWEEN $2 AND $3
 ORDER BY day, channel
 """
 _USERS = """
-SELECT count(*) AS users, coalesce(sum(uses), 0) AS uses FROM usage_users
-WHERE campaign_id = $1 AND uses > 0
+SELECT coalesce((SELECT users FROM usage_campaigns WHERE campaign_id = $1), 0) AS users,
+       (SELECT coalesce(sum(uses), 0) FROM usage_daily WHERE campaign_id = $1) AS uses
 """
 _FAILURES = """
 SELECT reason, sum(failures) AS failures FROM use_failures
