@@ -4,6 +4,7 @@ code, on two channels, across a day boundary of the campaign's zone (Shanghai)."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -264,3 +265,58 @@ async def test_the_reconcilers_round_rolls_up_exposures_and_sets_the_gauges(
         s: gauge("flashclaim_stats_budget_cents", state=s) for s in ("planned", "spent", "left")
     }
     assert budget == {"planned": 1_000_000, "spent": 50_000, "left": 950_000}
+
+
+async def test_concurrent_confirms_and_refunds_count_each_order_once(ops, pool):
+    """40 orders of one campaign confirmed at once on several connections, then 20 of them
+    refunded at once (10 whole, 10 in part): the rollups equal the order tables."""
+    campaign = await published(ops, channels=[])
+    users = [f"c{i}" for i in range(40)]
+    async with pool.acquire() as conn:
+        for i, user in enumerate(users):
+            coupon = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{campaign.id}/{user}"))
+            claim = ClaimEvent(
+                coupon_id=coupon, campaign_id=campaign.id, user_id=user, device_id="d",
+                request_id=f"req-{user}", channel=("h5", "app")[i % 2],
+                value_cents=campaign.value_cents, claimed_at_ms=at("2026-11-11 00:05"),
+                expires_at_ms=at("2026-11-18 00:00"),
+            )  # fmt: skip
+            assert await insert_claims(conn, [claim]) == 1
+            order = _request(f"{campaign.id}-{user}", coupon, 50_000 + 1_000 * i)
+            await orders.lock(conn, user, order, now_ms=at("2026-11-11 10:00"), ttl_ms=TTL,
+                              new_user=False)  # fmt: skip
+
+    async def confirm(user: str) -> None:
+        async with pool.acquire() as conn:
+            await orders.confirm(conn, user, f"{campaign.id}-{user}", at("2026-11-11 10:01"))
+
+    async def refund(i: int, user: str) -> None:
+        request = RefundRequest() if i < 10 else RefundRequest(7_000, "part")
+        async with pool.acquire() as conn:
+            await orders.refund(conn, user, f"{campaign.id}-{user}", request,
+                                at("2026-11-12 10:00"))  # fmt: skip
+
+    await asyncio.gather(*(confirm(user) for user in users))
+    await asyncio.gather(*(refund(i, user) for i, user in enumerate(users[:20])))
+    rolled = await pool.fetchrow(
+        "SELECT sum(uses), sum(orders), sum(discount_cents), sum(gmv_cents), sum(paid_cents)"
+        " FROM usage_daily WHERE campaign_id = $1",
+        campaign.id,
+    )
+    counted = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE o.status = 'confirmed'),"
+        " count(*) FILTER (WHERE o.status = 'confirmed'),"
+        " sum(o.discount_cents) - coalesce(sum(r.discount), 0),"
+        " sum(o.amount_cents - o.refunded_cents) - coalesce(sum(r.discount), 0),"
+        " sum(o.pay_cents - o.refunded_cents)"
+        " FROM coupon_orders o LEFT JOIN (SELECT user_id, order_id, sum(discount_cents)"
+        " AS discount FROM coupon_refunds GROUP BY 1, 2) r"
+        " ON (r.user_id, r.order_id) = (o.user_id, o.order_id) WHERE o.order_id LIKE $1",
+        f"{campaign.id}-%",
+    )
+    assert tuple(rolled) == tuple(counted)
+    assert rolled[0] == 30
+    users_with_use = await pool.fetchval(
+        "SELECT users FROM usage_campaigns WHERE campaign_id = $1", campaign.id
+    )
+    assert users_with_use == 30
