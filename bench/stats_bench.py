@@ -11,8 +11,14 @@ exposures, and what keeping its rollups costs.
                  way production fills it; ``exposure_daily`` rows for the same days and
                  channels holding ``BENCH_EXPOSURES`` (100,000,000) views (the rollup writes
                  one row per campaign x channel x day, however many views it counted);
-4. the funnel    ``funnel()`` for that campaign, 20 times: median and slowest; and, as the
-                 baseline the rollups replace, the same claim figures by scanning coupons.
+                 The coupons carry user layers (new, level, a tag on a tenth), so the
+                 layer triggers fill ``layer_daily`` as they load; the use rollups
+                 (``usage_daily``, ``layer_usage_daily``, ``usage_users``,
+                 ``usage_campaigns``) are written as the coupon_events trigger leaves them,
+                 from the used third (one order per coupon, GMV five times the discount);
+4. the funnel    ``funnel()`` for that campaign (claims, use, layers), 20 times: median and
+                 slowest; and, as the baseline the rollups replace, the same claim figures
+                 by scanning coupons.
 
 Figures are printed and written to ``bench/out/stats_bench.json``.
 """
@@ -51,14 +57,36 @@ SPEC = {"id": CAMPAIGN, "name": "bench", "timeZone": "Asia/Shanghai", "budgetCen
 
 GENERATE = """
 INSERT INTO coupons (coupon_id, campaign_id, user_id, device_id, request_id, channel,
-                     value_cents, status, claimed_at, expires_at)
+                     value_cents, status, claimed_at, expires_at, new_user, member_level, tags)
 SELECT md5($1 || '/' || n)::uuid, $1, 'u' || (n % 3000000), 'd' || (n % 3000000),
        'r' || n, ($3::text[])[1 + (n / 30) % 5], 1000 + (n % 5) * 500,
        CASE WHEN n % 3 = 0 THEN 'used' ELSE 'unused' END,
        timestamptz '2026-11-01 00:00+08' + (n % $4) * interval '1 day'
            + (n % 86400) * interval '1 second',
-       timestamptz '2026-12-31 00:00+08'
+       timestamptz '2026-12-31 00:00+08',
+       n % 4 = 0, (n % 7)::int, CASE WHEN n % 10 = 0 THEN ARRAY['student'] END
 FROM generate_series($2::bigint, $2::bigint + $5 - 1) AS n
+"""
+
+USE_ROLLUPS = """
+WITH used AS (
+    SELECT channel, (claimed_at AT TIME ZONE 'Asia/Shanghai')::date AS day, user_id,
+           new_user, member_level, tags, value_cents AS discount, 5 * value_cents AS gmv
+    FROM coupons WHERE campaign_id = $1 AND status = 'used'
+), daily AS (
+    INSERT INTO usage_daily
+    SELECT $1, channel, day, count(*), sum(discount), count(*), sum(gmv), sum(gmv - discount)
+    FROM used GROUP BY 2, 3 RETURNING 1
+), layers AS (
+    INSERT INTO layer_usage_daily
+    SELECT $1, l.layer, day, count(*), sum(discount), count(*), sum(gmv), sum(gmv - discount)
+    FROM used CROSS JOIN LATERAL coupon_layers(new_user, member_level, tags) AS l(layer)
+    GROUP BY 2, 3 RETURNING 1
+), users AS (
+    INSERT INTO usage_users SELECT $1, user_id, count(*), sum(gmv) FROM used GROUP BY 2
+    RETURNING 1
+)
+INSERT INTO usage_campaigns SELECT $1, count(*) FROM users
 """
 
 SCAN = """
@@ -81,6 +109,9 @@ def _events(n: int, start: int) -> list[ClaimEvent]:
             value_cents=1000,
             claimed_at_ms=now,
             expires_at_ms=now + 86_400_000,
+            new_user=i % 4 == 0,
+            level=i % 7,
+            tags=("student",) if i % 10 == 0 else (),
         )
         for i in range(start, start + n)
     ]
@@ -149,6 +180,9 @@ async def load(pool: asyncpg.Pool) -> dict[str, object]:
         " $4::bigint / 3, now()",
         rows,
     )
+    # The use rollups as the coupon_events trigger leaves them (one row per channel x day,
+    # per layer x day; a user row per user with a use), from the used third of the coupons.
+    await pool.execute(USE_ROLLUPS, CAMPAIGN)
     await pool.execute("ANALYZE")
     return {"coupons": COUPONS, "load_s_with_triggers": round(loaded_s, 1),
             "exposures": per_row * len(rows), "coupon_daily_rows": await pool.fetchval(
@@ -164,6 +198,7 @@ async def query(pool: asyncpg.Pool) -> dict[str, object]:
         times.append(time.perf_counter() - began)
     assert report is not None
     assert report.total.claims == COUPONS, report.total.claims
+    assert report.usage.total.uses == report.total.used, report.usage.total
     scans = []
     for _ in range(2):
         began = time.perf_counter()
@@ -173,6 +208,8 @@ async def query(pool: asyncpg.Pool) -> dict[str, object]:
         "funnel_ms_median": round(statistics.median(times) * 1000, 2),
         "funnel_ms_max": round(max(times) * 1000, 2),
         "rows_answered": len(report.rows),
+        "use_rows_answered": len(report.usage.rows),
+        "layers_answered": len(report.layers),
         "total_views": report.total.views,
         "scan_of_coupons_ms_best": round(min(scans) * 1000),
     }
