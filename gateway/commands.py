@@ -396,9 +396,9 @@ def _stats_flags(parser: argparse.ArgumentParser) -> None:
         "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
     )
     parser.add_argument(
-        "--view", choices=("funnel", "use"), default="funnel",
-        help="funnel: per claim day; use: orders, GMV, discount, ROI per day of use"
-        " (json prints both)",
+        "--view", choices=("funnel", "use", "layers"), default="funnel",
+        help="funnel: per claim day; use: orders, GMV, discount, ROI per day of use;"
+        " layers: per user layer (json prints all three)",
     )  # fmt: skip
 
 

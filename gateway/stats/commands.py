@@ -22,6 +22,7 @@ from gateway.infra.settings import Settings
 from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
 from gateway.stats.health import HealthReport, health
+from gateway.stats.layers import LayerRow
 from gateway.stats.usage import UsageRow
 
 if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the others do not
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the oth
 #: The funnel's columns, in the order tables and CSV show them.
 COLUMNS = ("day", "channel", "views", "uniqueViewers", "claims", "claimRate", "valueCents",
            "used", "useRate", "usedValueCents", "refunded", "expired")  # fmt: skip
+#: The layers view's columns (``--view layers``).
+LAYER_COLUMNS = ("layer", "claims", "used", "useRate", "uses", "orders", "discountCents",
+                 "gmvCents", "paidCents", "averagePaidCents", "subsidyRate", "roi")  # fmt: skip
 #: The use view's columns (``--view use``).
 USE_COLUMNS = ("day", "channel", "uses", "orders", "discountCents", "gmvCents", "paidCents",
                "averagePaidCents", "subsidyRate", "roi")  # fmt: skip
@@ -39,7 +43,7 @@ def _json(result: object) -> str:
     return orjson.dumps(msgspec.to_builtins(result), option=orjson.OPT_INDENT_2).decode()
 
 
-def _cells(row: FunnelRow | UsageRow, columns: Sequence[str]) -> list[str]:
+def _cells(row: FunnelRow | UsageRow | LayerRow, columns: Sequence[str]) -> list[str]:
     data = msgspec.to_builtins(row)
     out = []
     for column in columns:
@@ -58,12 +62,12 @@ def render_funnel(result: FunnelReport, fmt: str, view: str = "funnel") -> str:
     or ``json`` text (JSON: the whole report, both views)."""
     if fmt == "json":
         return _json(result)
-    columns = COLUMNS if view == "funnel" else USE_COLUMNS
-    source = (
-        [*result.rows, result.total]
-        if view == "funnel"
-        else [*result.usage.rows, result.usage.total]
-    )
+    views: dict[str, tuple[Sequence[str], Sequence[FunnelRow | UsageRow | LayerRow]]] = {
+        "funnel": (COLUMNS, [*result.rows, result.total]),
+        "use": (USE_COLUMNS, [*result.usage.rows, result.usage.total]),
+        "layers": (LAYER_COLUMNS, result.layers),
+    }
+    columns, source = views[view]
     rows = [_cells(row, columns) for row in source]
     if fmt == "csv":
         buffer = io.StringIO()
@@ -71,7 +75,7 @@ def render_funnel(result: FunnelReport, fmt: str, view: str = "funnel") -> str:
         writer.writerow(columns)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     lines = [
         f"campaign {result.campaign_id} ({result.time_zone}); budget"
         f" {_money(result.budget_cents)}, spent {_money(result.budget_spent_cents)},"

@@ -4,6 +4,9 @@ use per layer match a hand-computed fixture."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import msgspec
 import pytest
 
@@ -12,7 +15,7 @@ from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
 from gateway.redemption import orders
 from gateway.redemption.cart import UseRequest
-from tests.helpers import ADMIN_TOKEN, claim, published
+from tests.helpers import ADMIN_TOKEN, child_env, claim, flashclaim, published
 from tests.stats.conftest import at
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -103,3 +106,14 @@ def test_an_outbox_entry_of_an_older_script_has_no_layer():
            "channel": "h5", "value": "100", "at": "1", "expires": "2"}  # fmt: skip
     event = ClaimEvent.from_outbox(old)
     assert (event.new_user, event.level, event.tags) == (None, None, ())
+
+
+async def test_the_command_prints_the_layers(settings, layered):
+    campaign, _ = layered
+    shown = flashclaim(child_env(settings), "stats", campaign.id, "--view", "layers",
+                       "--format", "csv")  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = list(csv.DictReader(io.StringIO(shown.stdout)))
+    assert [(r["layer"], r["claims"], r["gmvCents"]) for r in lines] == [
+        (e["layer"], str(e["claims"]), str(e["gmvCents"])) for e in EXPECTED
+    ]
