@@ -215,7 +215,7 @@ local function expiry()
   return vuntil
 end
 
-local function accept(user, device, rid, coupon, channel, req_key, facts)
+local function accept(user, device, rid, coupon, channel, req_key, at)
   local expires = expiry()
   issued, spent, today = issued + 1, spent + value, today + 1
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
@@ -235,7 +235,8 @@ local function accept(user, device, rid, coupon, channel, req_key, facts)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
-    'at', now, 'expires', expires, 'new', facts[1], 'level', facts[2], 'tags', facts[3])
+    'at', now, 'expires', expires,
+    'new', ARGV[at + 4], 'level', ARGV[at + 5], 'tags', ARGV[at + 6])  -- user layer (stats)
   outbox_len = outbox_len + 1
   return expires
 end
@@ -271,9 +272,8 @@ for i = 1, n do
         ARGV[at + 7])
     end
     if code == ACCEPTED then
-      local facts = { ARGV[at + 4], ARGV[at + 5], ARGV[at + 6] }  -- the user's layer (stats)
       results[i] = { ACCEPTED, coupon,
-        accept(user, device, rid, coupon, ARGV[at + 7], req_key, facts), 0 }
+        accept(user, device, rid, coupon, ARGV[at + 7], req_key, at), 0 }
       remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else

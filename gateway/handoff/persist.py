@@ -44,7 +44,7 @@ COLUMNS = [
     "claimed_at",
     "expires_at",
 ]
-#: The claimant's layer (migration 0033), stored beside the claim for the statistics.
+#: The claimant's layer (migration 0032), stored beside the claim for the statistics.
 LAYER_COLUMNS = ["new_user", "member_level", "tags"]
 
 STAGING = """
