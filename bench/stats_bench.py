@@ -4,6 +4,10 @@ exposures, and what keeping its rollups costs.
 1. rollup cost   the consumer's own insert (``insert_claims``, batches of 1,000) into
                  ``coupons`` with the ``coupon_daily`` triggers on and off, alternated,
                  three rounds each: rows/s and the ratio;
+1b. use cost    the real ``orders.lock`` + ``orders.confirm`` pairs (bench/redemption_bench.py's
+                 jobs, 16 tasks) with this issue's use and layer triggers (``usage_daily_insert``
+                 on coupon_events, ``layer_daily_update`` on coupons) on and off, alternated,
+                 three rounds: pairs/s and the ratio;
 2. exposures     ``ExposureCounter`` counting batches of 10 views into a real Redis: views/s;
 3. data          ``BENCH_COUPONS`` (10,000,000) coupons of one campaign generated inside
                  PostgreSQL (``generate_series``: 30 days, 5 channels, a third used), in
@@ -142,6 +146,36 @@ async def rollup_cost(pool: asyncpg.Pool, rows: int = 20_000) -> dict[str, objec
     }
 
 
+async def use_cost(url: str, pairs: int = 1_000) -> dict[str, object]:
+    """Lock + confirm pairs with the statistics triggers of use on and off, alternated."""
+    from bench import redemption_bench as rb
+
+    pool = await asyncpg.create_pool(url, min_size=rb.CONCURRENCY, max_size=rb.CONCURRENCY)
+    now_ms = int(time.time() * 1000)
+    rates: dict[str, list[float]] = {"triggers": [], "no_triggers": []}
+    try:
+        campaign = (await rb.setup(pool, now_ms))[2]
+        for r in range(3):
+            for mode in ("triggers", "no_triggers"):
+                action = "ENABLE" if mode == "triggers" else "DISABLE"
+                await pool.execute(f"ALTER TABLE coupon_events {action} TRIGGER usage_daily_insert")
+                await pool.execute(f"ALTER TABLE coupons {action} TRIGGER layer_daily_update")
+                users = [f"use-{r}-{mode}-{i}" for i in range(pairs)]
+                coupons = await rb.give(pool, campaign, users, now_ms)
+                jobs = rb.our_jobs(pool, list(zip(users, coupons, strict=True)), now_ms)
+                rates[mode].append(await rb.timed(jobs))
+        await pool.execute("ALTER TABLE coupon_events ENABLE TRIGGER usage_daily_insert")
+        await pool.execute("ALTER TABLE coupons ENABLE TRIGGER layer_daily_update")
+    finally:
+        await pool.close()
+    ratios = [a / b for a, b in zip(rates["triggers"], rates["no_triggers"], strict=True)]
+    return {
+        "pairs_per_s_with_triggers": [round(r) for r in rates["triggers"]],
+        "pairs_per_s_without": [round(r) for r in rates["no_triggers"]],
+        "ratio_median": round(statistics.median(ratios), 3),
+    }
+
+
 async def exposure_rate(redis_url: str, batches: int = 5_000) -> dict[str, object]:
     """Views per second through the counter (batches of 10 views of one campaign)."""
     settings = Settings.from_env({}, redis_url=redis_url)
@@ -225,6 +259,8 @@ async def main() -> None:
         result: dict[str, object] = {}
         result["rollup_cost"] = await rollup_cost(pool)
         print("rollup cost:", result["rollup_cost"], flush=True)
+        result["use_cost"] = await use_cost(url)
+        print("use cost:", result["use_cost"], flush=True)
         result["exposures"] = await exposure_rate(redis.url)
         print("exposures:", result["exposures"], flush=True)
         result["data"] = await load(pool)
