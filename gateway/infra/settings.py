@@ -158,6 +158,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     exposure_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     exposure_batch_ttl_s: _Positive = 86_400
     experiment_cache_ms: _NonNegative = 1000  # how long a worker trusts its experiments
+    abuse_flush_ms: _Positive = 5000  # how often a worker adds its abuse tally to Redis
     # Shopping credit (gateway/credit/): the payment provider's callback secret (HMAC-SHA256
     # of the body; "" refuses every callback), how long before a bonus expires its reminder
     # goes out, and how long an order's credit stays locked unless confirmed.
