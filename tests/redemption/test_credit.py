@@ -234,3 +234,34 @@ def _cart() -> dict[str, Any]:
     cart = msgspec.convert(CART, Cart)
     return {"amount_cents": cart.amount_cents, "items": cart.items, "channel": cart.channel,
             "city": cart.city}  # fmt: skip
+
+
+async def test_the_readme_example_to_the_cent(
+    client, now, make_campaign, give, orders_pool, topups: Topups, ledger: Ledger
+):
+    """README "Shopping credit": 50 000 principal + 5 500 bonus, a 满500减100 coupon."""
+    coupon = await give(await make_campaign())
+    await funded(topups, "u1", pay=50_000)
+    await ledger.grant("u1", 500, 7, "sorry-u1-1")
+    cart = {"amountCents": 60_000, "channel": "app", "items": [
+        {"sku": "phone", "category": "digital", "priceCents": 40_000, "quantity": 1},
+        {"sku": "novel", "category": "books", "priceCents": 10_000, "quantity": 2}]}  # fmt: skip
+    status, quoted = await post(client, "/api/checkout/quote", cart)
+    assert quoted["credit"] == {"creditCents": 50_000, "principalCents": 45_046,
+                                "bonusCents": 4_954, "payableCents": 0,
+                                "eligibleCents": 50_000}  # fmt: skip
+    body = {**cart, "orderId": "order-7", "couponIds": [coupon], "creditCents": 20_000}
+    status, locked = await post(client, "/api/coupon/use", body)
+    assert status == 200, locked
+    assert (locked["creditPrincipalCents"], locked["creditBonusCents"]) == (18_019, 1_981)
+    assert (locked["creditAllocation"], locked["dueCents"]) == ([13_333, 6_667], 30_000)
+    await post(client, "/api/coupon/use/order-7/confirm")
+    one_novel = {"items": [{"line": 1, "quantity": 1}], "refundId": "rf-7-1"}
+    status, part = await post(client, "/api/coupon/use/order-7/refund", one_novel)
+    assert (part["reason"], part["refundedCents"], part["refundedCreditCents"]) == (
+        "PARTIALLY_REFUNDED", 8_333, 3_333)  # fmt: skip
+    status, rest = await post(client, "/api/coupon/use/order-7/refund")
+    assert (rest["reason"], rest["refundedCreditCents"]) == ("REFUNDED", 20_000)
+    balance = await ledger.balance("u1")
+    assert (balance.principal_cents, balance.bonus_cents) == (50_000, 5_500)
+    await whole(orders_pool)
