@@ -21,6 +21,7 @@ from gateway.campaigns.rule_text import RuleText, rule_text
 from gateway.campaigns.spec import Kind
 from gateway.campaigns.usage import UsageRules
 from gateway.claim.events import ClaimEvent
+from gateway.credit.journal import CreditError
 from gateway.credit.ledger import Ledger
 from gateway.credit.quote import CreditQuote, quote_credit, user_scope
 from gateway.infra import metrics
@@ -231,6 +232,9 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
         except orders.Refused as exc:
             metrics.COUPON_USES.labels(operation, exc.reason.value).inc()
             return refusal(exc.reason, exc.message)
+        except CreditError as exc:  # a safety net: orders turn the ones it expects to Refused
+            metrics.COUPON_USES.labels(operation, exc.reason.value).inc()
+            return refusal(exc.reason, str(exc))
         except asyncpg.DataError as exc:  # a value our checks let through: still the caller's
             return refusal(Reason.INVALID_REQUEST, f"a value was refused: {exc}", status=400)
         except (

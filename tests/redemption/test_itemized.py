@@ -4,20 +4,32 @@ refunded item by item against real PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.campaigns.spec import decode_spec
+from gateway.campaigns.store import CampaignStore
+from gateway.claim.events import ClaimEvent
 from gateway.credit.ledger import Ledger
+from gateway.credit.plan import decode_plan
 from gateway.credit.reconcile import reconcile
+from gateway.credit.store import PlanStore
 from gateway.credit.topups import Topups
+from gateway.handoff.persist import insert_claims
 from gateway.infra.clock import ManualClock
+from gateway.redemption import orders
+from gateway.redemption.cart import RefundRequest, UseRequest
 from gateway.redemption.itemized import Line, returned, step
-from tests.credit.test_ledger import funded
-from tests.helpers import T0_MS, auth
+from tests.credit.conftest import PLAN
+from tests.credit.test_ledger import funded, member
+from tests.helpers import DAY_MS, T0_MS, auth, spec
 from tests.redemption.conftest import use_body
 
 NOW = T0_MS + 3_600_000
@@ -134,3 +146,88 @@ async def test_an_order_refunded_item_by_item(
     assert novel["amount_cents"] == 10_000 - novel["discount_cents"]
     report = await reconcile(orders_pool)
     assert report.ok, report
+
+
+@st.composite
+def carts_and_refunds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int, list[list[int]]]:
+    """A cart, the share of what is left after the coupon to pay with credit (per mille),
+    and refunds by items that end with every unit returned."""
+    quantities = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    items: list[dict[str, Any]] = [
+        {"sku": f"s{i}", "category": "home", "priceCents": draw(st.integers(401, 20_000)),
+         "quantity": q} for i, q in enumerate(quantities)]  # fmt: skip
+    steps: list[list[int]] = []
+    left = list(quantities)
+    while any(left):
+        units = [draw(st.integers(0, n)) for n in left]
+        if not any(units):
+            first = next(i for i, n in enumerate(left) if n)
+            units[first] = left[first]
+        steps.append(units)
+        left = [n - u for n, u in zip(left, units, strict=True)]
+    return items, draw(st.integers(0, 1000)), steps
+
+
+_runs = iter(range(10**6))
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(carts_and_refunds())
+def test_credit_comes_back_per_item_exactly_against_postgres(database_url: str, case) -> None:
+    """Any cart, any credit, any sequence of per-item refunds: each refund's rows, the
+    coupon's discount and the user's principal and bonus come back to the cent."""
+    asyncio.run(_refund_all(database_url, *case))
+
+
+async def _refund_all(url: str, items: list[dict[str, Any]], per_mille: int,
+                      steps: list[list[int]]) -> None:  # fmt: skip
+    run = next(_runs)
+    user, now = f"prop-{run}-{uuid.uuid4().hex[:8]}", NOW
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        clock = ManualClock(now)
+        plans = PlanStore(pool)
+        if await pool.fetchval("SELECT 1 FROM credit_plans WHERE id = 'prop'") is None:
+            await plans.create(decode_plan({**PLAN, "id": "prop"}))
+        campaign = f"prop-{uuid.uuid4().hex[:8]}"
+        await CampaignStore(pool).create(decode_spec(spec(
+            id=campaign, faceValueCents=333, thresholdCents=400)))  # fmt: skip
+        coupon = str(uuid.uuid4())
+        async with pool.acquire() as conn:
+            await insert_claims(conn, [ClaimEvent(coupon, campaign, user, "d", f"r-{coupon[:8]}",
+                                                  "app", 333, T0_MS, NOW + DAY_MS)])  # fmt: skip
+        topups = Topups(pool, plans, clock)
+        topup = await topups.create(member(user), "prop", 10_000, f"req-{uuid.uuid4().hex}")
+        await topups.pay(topup.topup_id, f"wx-{topup.topup_id}", 10_000)
+        await Ledger(pool, clock).grant(user, 777, 7, f"gift-{user}")
+        ledger = Ledger(pool, clock)
+        before = await ledger.balance(user)
+        amount = sum(i["priceCents"] * i["quantity"] for i in items)
+        credit = min(before.available_cents, (amount - 333) * per_mille // 1000)
+        body = {"orderId": "o-1", "amountCents": amount, "items": items, "channel": "app",
+                "couponIds": [coupon], "creditCents": credit}  # fmt: skip
+        async with pool.acquire() as conn:
+            request = msgspec.convert(body, UseRequest)
+            await orders.lock(conn, user, request, now_ms=now, ttl_ms=900_000, new_user=False)
+            await orders.confirm(conn, user, "o-1", now)
+            states = []
+            for n, units in enumerate(steps):
+                chosen = [{"line": i, "quantity": u} for i, u in enumerate(units) if u]
+                refund = msgspec.convert({"items": chosen, "refundId": f"r{n}"}, RefundRequest)
+                states.append(await orders.refund(conn, user, "o-1", refund, now))
+        last = states[-1]
+        assert last.status == "refunded"
+        assert (last.refunded_cents, last.refunded_credit_cents) == (last.pay_cents, credit)
+        rows = await pool.fetch("SELECT * FROM coupon_refunds WHERE user_id = $1", user)
+        assert sum(r["amount_cents"] for r in rows) == last.pay_cents
+        assert sum(r["credit_cents"] for r in rows) == credit
+        assert sum(r["discount_cents"] for r in rows) == last.discount_cents
+        assert all(0 <= r["credit_cents"] <= r["amount_cents"] for r in rows)
+        after = await ledger.balance(user)
+        assert (after.principal_cents, after.bonus_cents) == (before.principal_cents,
+                                                              before.bonus_cents)  # fmt: skip
+        report = await reconcile(pool)
+        assert report.ok, report
+    finally:
+        await pool.close()
