@@ -522,7 +522,7 @@ async def refund(
             refund_id,
         )
         if done is not None:
-            if not _same_refund(done, request, row):
+            if not _same_refund(done, request):
                 raise Refused(Reason.REFUND_MISMATCH)
             return _state(row, replayed=True)
         plan = _by_items(row, request) if request.items else _by_amount(row, request)
@@ -635,7 +635,7 @@ def _lines(allocation: dict[str, Any]) -> list[itemized.Line]:
     ]
 
 
-def _same_refund(done: asyncpg.Record, request: RefundRequest, row: asyncpg.Record) -> bool:
+def _same_refund(done: asyncpg.Record, request: RefundRequest) -> bool:
     """Whether ``request`` is the refund ``done`` recorded (a retry)."""
     if request.items:
         return list(done["units"] or []) == _units(request, len(done["units"] or []))
