@@ -33,6 +33,7 @@ from gateway.credit.topups import signature
 from loadtests.common import (
     Shopper,
     admin,
+    after_verify,
     campaign_id,
     cash_off,
     declare,
@@ -188,14 +189,10 @@ class CheckoutShopper(Shopper):
         in_flight[key] = (self.user_id, kind, path, headers, "")
 
 
-@events.quitting.add_listener
-def _use_verdict(environment: Environment, **_: Any) -> None:
-    """Every coupon of this run agrees with its audit trail; no discount past the budget."""
-    if isinstance(environment.runner, WorkerRunner) or environment.process_exit_code == 2:
-        return
+def _use_verdict(environment: Environment) -> bool:
+    """Every coupon of this run agrees with its audit trail; no discount past the budget.
+    Run by the verdict after ``flashclaim verify`` drained the pipeline (``after_verify``)."""
     options = options_of(environment)
-    if options.no_verify:
-        return
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "reconcile", "--no-kafka", "--json"],
         capture_output=True, text=True, check=False,
@@ -204,8 +201,7 @@ def _use_verdict(environment: Environment, **_: Any) -> None:
         report = json.loads(result.stdout)
     except json.JSONDecodeError:
         print(f"use verdict: reconcile failed: {result.stderr}")
-        environment.process_exit_code = 1
-        return
+        return False
     mine = [c for c in report["campaigns"] if c["campaign_id"] == campaign_id(options, "checkout")]
     bad = [
         c
@@ -221,20 +217,12 @@ def _use_verdict(environment: Environment, **_: Any) -> None:
         print(f"use verdict: {c['campaign_id']}: used {use['used']}, locked {use['locked']},"
               f" refunded {use['refunded']}, discount {use['discount_cents']} cents,"
               f" drifted {use['drifted']}")  # fmt: skip
-    if bad or not mine:
-        print("use verdict: FAIL")
-        environment.process_exit_code = 1
-    else:
-        print("use verdict: PASS")
+    print(f"use verdict: {'FAIL' if bad or not mine else 'PASS'}")
+    return not (bad or not mine)
 
 
-@events.quitting.add_listener
-def _credit_verdict(environment: Environment, **_: Any) -> None:
+def _credit_verdict(environment: Environment) -> bool:
     """The ledger balances to the cent, and each shopper's credit is where this run put it."""
-    if isinstance(environment.runner, WorkerRunner) or environment.process_exit_code == 2:
-        return
-    if options_of(environment).no_verify:
-        return
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "credit", "reconcile", "--json"],
         capture_output=True, text=True, check=False,
@@ -259,8 +247,8 @@ def _credit_verdict(environment: Environment, **_: Any) -> None:
     print(f"credit verdict: {len(credited)} shoppers topped up {total} cents, spent {used}")
     for problem in problems[:20]:
         print(f"credit verdict: {problem}")
-    if problems:
-        print("credit verdict: FAIL")
-        environment.process_exit_code = 1
-    else:
-        print("credit verdict: PASS")
+    print(f"credit verdict: {'FAIL' if problems else 'PASS'}")
+    return not problems
+
+
+after_verify.extend([_use_verdict, _credit_verdict])  # their FAIL fails the run's exit code
