@@ -227,6 +227,7 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
             asyncpg.InterfaceError,
             asyncpg.OperatorInterventionError,  # the server shutting down, say
             asyncpg.DeadlockDetectedError,
+            asyncpg.InternalClientError,  # a connection cut off mid-query fails its reset
             OSError,
         ) as exc:
             return refusal(Reason.UNAVAILABLE, f"the coupon store is unavailable: {exc}",

@@ -15,6 +15,9 @@ from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import Campaign, decode_spec
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
+
+# The hand-off fault tests' own servers (a Redis with an AOF, a PostgreSQL) serve ours too.
+from tests.handoff.test_faults import own_postgres, own_redis  # noqa: F401
 from tests.helpers import DAY_MS, T0_MS, spec
 
 _ids = itertools.count()
