@@ -332,7 +332,7 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
     started = time.perf_counter()
     now_ms = r.clock.now_ms()
     held = await usable_coupons(r.pool, who.user_id, now_ms, await r.recent(who.user_id))
-    result = quote(held, cart, now_ms, new_user=who.new_user)
+    result = quote(held, cart, now_ms, new_user=who.new_user, device=who.device)
     best = result.best
     answer = QuoteAnswer(
         code=0,
@@ -380,6 +380,7 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
             now_ms=r.clock.now_ms(),
             ttl_ms=r.settings.coupon_lock_ttl_s * 1000,
             new_user=who.new_user,
+            device=who.device,
             unstored=unstored,
         )
     return _order_answer("lock", state)
@@ -447,6 +448,7 @@ _COUPON_REFUSALS: list[Answer] = [
     Reason.COUPON_VOIDED,
     Reason.NOT_APPLICABLE,
     Reason.NOT_STACKABLE,
+    Reason.DEVICE_NOT_VERIFIED,
     Reason.ORDER_MISMATCH,
     Reason.LOCK_EXPIRED,
     Reason.RATE_LIMITED,

@@ -80,6 +80,7 @@ def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
             claimed_at_ms=ms(record["claimed_at"]),
             expires_at_ms=ms(record["expires_at"]),
             order_id=record["order_id"],
+            device_id=record["device_id"],
         ),
         record["discount_cents"],
         record["refunded_discount_cents"],
@@ -108,7 +109,8 @@ async def _pending(
 
 
 def _pending_row(event: ClaimEvent, status: str, campaign: Campaign) -> Row:
-    held = Held(event.coupon_id, campaign, status, event.claimed_at_ms, event.expires_at_ms)
+    held = Held(event.coupon_id, campaign, status, event.claimed_at_ms, event.expires_at_ms,
+                device_id=event.device_id)  # fmt: skip
     return Row(held, 0, 0, event.user_id)
 
 
