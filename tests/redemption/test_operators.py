@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from gateway.infra.clock import ManualClock
 from gateway.redemption import orders
 from gateway.redemption.cart import UseRequest
 from gateway.redemption.operators import expiring, void_coupons
 from gateway.redemption.sweep import Swept, run_sweeper, sweep
-from tests.helpers import ADMIN_TOKEN, T0_MS
+from tests.helpers import ADMIN_TOKEN, T0_MS, child_env, flashclaim, open_now
 from tests.redemption.conftest import use_body
 
 NOW = T0_MS + 3_600_000
@@ -91,3 +94,48 @@ async def test_expiring_lists_unused_coupons_soonest_first(orders_pool, make_cam
     await give(campaign, expires_ms=NOW + 48 * 3_600_000)
     found = await expiring(orders_pool, NOW, 24 * 3_600_000)
     assert [c.coupon_id for c in found] == [sooner, later]
+
+
+async def test_expiring_publishes_reminders_the_push_service_reads_back(
+    orders_pool, make_campaign, give, kafka_settings
+):
+    """``flashclaim expiring --within 24h --publish`` in a child process, on the wall clock:
+    one event per unused coupon expiring within the day, keyed by its user, on the real
+    broker; a coupon expiring later, a used one and a voided one get none."""
+    campaign = await make_campaign(**open_now())
+    now = int(time.time() * 1000)
+    soon = await give(campaign, "u1", claimed_ms=now, expires_ms=now + 3_600_000)
+    today = await give(campaign, "u2", claimed_ms=now, expires_ms=now + 20 * 3_600_000)
+    await give(campaign, "u3", claimed_ms=now, expires_ms=now + 48 * 3_600_000)
+    used = await give(campaign, "u1", claimed_ms=now, expires_ms=now + 3_600_000)
+    await lock(orders_pool, "o-used", [used], now_ms=now)
+    voided = await give(campaign, "u4", claimed_ms=now, expires_ms=now + 3_600_000)
+    await void_coupons(orders_pool, now, "test", coupon_id=voided)
+    settings = msgspec.structs.replace(
+        kafka_settings, reminders_topic=f"{kafka_settings.claims_topic}-reminders"
+    )
+    done = await asyncio.to_thread(flashclaim, child_env(settings), "expiring", "--within", "24h",
+                                   "--publish")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "published 2 reminder(s)" in done.stderr
+    assert [orjson.loads(line)["couponId"] for line in done.stdout.splitlines()] == [soon, today]
+
+    reader = AIOKafkaConsumer(settings.reminders_topic, bootstrap_servers=settings.kafka_bootstrap,
+                              auto_offset_reset="earliest", group_id=None)  # fmt: skip
+    await reader.start()
+    try:
+        read: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(read) < 2 and time.monotonic() < deadline:
+            batch = await reader.getmany(timeout_ms=1000)
+            read += [m for messages in batch.values() for m in messages]
+    finally:
+        await reader.stop()
+    events = [(orjson.loads(m.value), m.key) for m in read if m.value is not None]
+    wanted = [
+        ({"couponId": soon, "campaignId": campaign.id, "userId": "u1",
+          "expiresAtMs": now + 3_600_000}, b"u1"),
+        ({"couponId": today, "campaignId": campaign.id, "userId": "u2",
+          "expiresAtMs": now + 20 * 3_600_000}, b"u2"),
+    ]  # fmt: skip
+    assert sorted(events, key=lambda e: e[1]) == wanted
