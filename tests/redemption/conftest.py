@@ -40,7 +40,7 @@ CART: dict[str, Any] = {
 @pytest.fixture
 async def orders_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
     """The test database with no orders, refunds or events left from another test."""
-    await pool.execute("TRUNCATE coupon_refunds, coupon_orders, coupon_events")
+    await pool.execute("TRUNCATE coupon_refunds, coupon_orders, coupon_events, campaign_voids")
     return pool
 
 
