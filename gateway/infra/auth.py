@@ -56,8 +56,8 @@ class Claimant:
     expires_s: int
     not_before_s: int
     city: str = ""
-    device: str = ""  # the token's verified device, "" when it names none
     attrs: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
+    device: str = ""  # the token's verified device, "" when it names none
 
 
 class TokenVerifier:
