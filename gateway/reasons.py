@@ -56,6 +56,7 @@ class Reason(enum.StrEnum):
     LOCK_EXPIRED = "LOCK_EXPIRED"
     REFUND_TOO_LARGE = "REFUND_TOO_LARGE"
     REFUND_MISMATCH = "REFUND_MISMATCH"
+    DEVICE_NOT_VERIFIED = "DEVICE_NOT_VERIFIED"
     # Claim rules (gateway/rules/, codes 55-59)
     CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
     DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
@@ -179,6 +180,12 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         42,
         HTTPStatus.CONFLICT,
         "This refundId was already used with another amount.",
+    ),
+    (
+        Reason.DEVICE_NOT_VERIFIED,
+        43,
+        HTTPStatus.FORBIDDEN,
+        "This coupon is usable only on the verified device it was claimed on.",
     ),
     # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
     (

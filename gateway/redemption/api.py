@@ -246,6 +246,7 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
             asyncpg.InterfaceError,
             asyncpg.OperatorInterventionError,  # the server shutting down, say
             asyncpg.DeadlockDetectedError,
+            asyncpg.InternalClientError,  # a connection cut off mid-query fails its reset
             OSError,
         ) as exc:
             return refusal(Reason.UNAVAILABLE, f"the coupon store is unavailable: {exc}",
@@ -356,7 +357,7 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
     started = time.perf_counter()
     now_ms = r.clock.now_ms()
     held = await usable_coupons(r.pool, who.user_id, now_ms, await r.recent(who.user_id))
-    result = quote(held, cart, now_ms, new_user=who.new_user)
+    result = quote(held, cart, now_ms, new_user=who.new_user, device=who.device)
     best = result.best
     answer = QuoteAnswer(
         code=0,
@@ -417,6 +418,7 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
             now_ms=r.clock.now_ms(),
             ttl_ms=r.settings.coupon_lock_ttl_s * 1000,
             new_user=who.new_user,
+            device=who.device,
             unstored=unstored,
         )
     return _order_answer("lock", state)
@@ -484,6 +486,7 @@ _COUPON_REFUSALS: list[Answer] = [
     Reason.COUPON_VOIDED,
     Reason.NOT_APPLICABLE,
     Reason.NOT_STACKABLE,
+    Reason.DEVICE_NOT_VERIFIED,
     Reason.ORDER_MISMATCH,
     Reason.LOCK_EXPIRED,
     Reason.INSUFFICIENT_CREDIT,

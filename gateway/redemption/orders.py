@@ -237,10 +237,12 @@ async def lock(
     now_ms: int,
     ttl_ms: int,
     new_user: bool,
+    device: str = "",
     unstored: Sequence[ClaimEvent] = (),
 ) -> OrderState:
     """Lock every coupon of the request to its order, or none; raise ``Refused``.
 
+    ``device``: the token's verified device (the ``verifiedDevice`` rule);
     ``unstored``: the user's recent claims; those the request names are written through
     to PostgreSQL first (the consumer's own insert, so the coupon is stored once)."""
     print_ = fingerprint(request)
@@ -267,7 +269,7 @@ async def lock(
         if through:
             stored = await insert_claims(cast(asyncpg.pool.PoolConnectionProxy, conn), through)
             metrics.WRITE_THROUGHS.inc(stored)
-        return await _lock_new(conn, user, request, now_ms, ttl_ms, new_user, actor)
+        return await _lock_new(conn, user, request, now_ms, ttl_ms, new_user, actor, device)
 
 
 async def _replay(conn: Conn, user: str, order: str, print_: str, now_ms: int) -> OrderState:
@@ -289,6 +291,7 @@ async def _lock_new(
     ttl_ms: int,
     new_user: bool,
     actor: str,
+    device: str,
 ) -> OrderState:
     ids = sorted(request.coupons)
     effective = EFFECTIVE.format(now="$2")
@@ -309,7 +312,8 @@ async def _lock_new(
         if record_["campaign_id"] not in known:
             raise Refused(Reason.COUPON_NOT_FOUND, f"you hold no coupon {coupon_id}")
         held = wallet.to_row(record_, known[record_["campaign_id"]]).held
-        verdict = judge(held, request.cart, now_ms, new_user=new_user, order=request.order_id)
+        verdict = judge(held, request.cart, now_ms, new_user=new_user, order=request.order_id,
+                        device=device)  # fmt: skip
         if verdict.refusal is not None:
             raise Refused(
                 verdict.refusal, f"coupon {coupon_id}: {verdict.message}", record_["campaign_id"]
