@@ -46,12 +46,14 @@ COLUMNS = [
     "value_cents",
     "claimed_at",
     "expires_at",
+    "code_hash",
 ]
 
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS coupons_in (
     coupon_id uuid, campaign_id text, user_id text, device_id text, request_id text,
-    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz
+    channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz,
+    code_hash text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -103,7 +105,7 @@ async def _staged(conn: asyncpg.pool.PoolConnectionProxy, rows: list[_Row]) -> i
     return int(status.rsplit(" ", 1)[1])
 
 
-_Row = tuple[str, str, str, str, str, str, int, datetime, datetime]
+_Row = tuple[str, str, str, str, str, str, int, datetime, datetime, str | None]
 
 
 def _rows(claims: Sequence[ClaimEvent]) -> list[_Row]:
@@ -121,6 +123,7 @@ def _rows(claims: Sequence[ClaimEvent]) -> list[_Row]:
             c.value_cents,
             _at(c.claimed_at_ms),
             _at(c.expires_at_ms),
+            c.code or None,
         )
         for c in ordered
     ]
