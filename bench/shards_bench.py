@@ -10,9 +10,8 @@ borrowing, the lean Redis connection; no HTTP, which ``bench/claim_bench.py`` me
 1. hot, 1 shard     one campaign with stock to spare, every claim accepted;
 2. hot, 4 shards    the same with ``stockShards`` 4 (on one Redis: the cost of sharding);
 3. 64 campaigns     claims spread over 64 campaigns (smaller batches: the many-campaign case);
-4. sold out, 1 / 4 shards  the herd after the last coupon: an unsharded campaign answers it
-                    from the worker's memory (winners set), a sharded one with one read of
-                    the batch's replay records (its winners set would be per shard).
+4. sold out, 1 / 4 shards  the herd after the last coupon, answered from the worker's memory
+                    (the winners set; one per stock shard for a sharded campaign).
 
 Per workload: claims/s (wall), this process's CPU µs per claim (the gateway side), and
 Redis's: ``INFO commandstats`` µs inside EVALSHA per claim (the scripts alone) and
@@ -209,7 +208,7 @@ def report(runs: dict[str, list[dict[str, float]]], drained: dict[str, Any]) -> 
                "redis_cpu_us_per_claim", "claims_per_script_call")  # fmt: skip
     print(f"\nstock shards, one redis-server, {ROUNDS} rounds of {SECONDS:.0f} s (medians)")
     print(f"{'workload':<20}{'claims/s':>10}{'gw µs':>8}{'script µs':>11}{'redis µs':>10}"
-          f"{'batch':>7}{'1e6/redis µs':>14}  ratio to 1 shard, per round")  # fmt: skip
+          f"{'batch':>10}{'1e6/redis µs':>14}  ratio to 1 shard, per round")  # fmt: skip
     medians = {}
     for name, rounds in runs.items():
         med = {c: statistics.median(r[c] for r in rounds) for c in columns}
@@ -219,7 +218,8 @@ def report(runs: dict[str, list[dict[str, float]]], drained: dict[str, Any]) -> 
                   zip(rounds, base, strict=True)]  # fmt: skip
         print(f"{name:<20}{med['claims_per_s']:>10,.0f}{med['gateway_cpu_us_per_claim']:>8.1f}"
               f"{med['redis_script_us_per_claim']:>11.1f}{med['redis_cpu_us_per_claim']:>10.1f}"
-              f"{med['claims_per_script_call']:>7.1f}{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
+              f"{med['claims_per_script_call']:>10,.1f}"
+              f"{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
               f"  {', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
     print(f"drain: {DRAIN_STOCK:,} over {SHARDS} shards, 70 % of users on shard 0: issued "
           f"{drained['issued']:,} (exact), {drained['transfers']} transfers, "
