@@ -56,6 +56,8 @@
     ARGV[last n]          claim i's code hash ("" for a claim without a code)
   Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
   code is in the hash and unused; accepted, it marks the code used in the same step.
+  Every outbox entry carries field `code`: the code's hash, "" for a claim without one
+  (the coupon row keeps it, and `flashclaim recover` rebuilds the used marks from it).
 ]]
 
 local ACCEPTED, SOLD_OUT, DAILY_SOLD_OUT, BUDGET_EXHAUSTED = 0, 1, 2, 3
@@ -217,7 +219,7 @@ local function expiry()
   return vuntil
 end
 
-local function accept(user, device, rid, coupon, channel, req_key)
+local function accept(user, device, rid, coupon, channel, req_key, redeem)
   local expires = expiry()
   issued, spent, today = issued + 1, spent + value, today + 1
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
@@ -237,7 +239,7 @@ local function accept(user, device, rid, coupon, channel, req_key)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
-    'at', now, 'expires', expires)
+    'at', now, 'expires', expires, 'code', redeem)
   outbox_len = outbox_len + 1
   return expires
 end
@@ -273,7 +275,8 @@ for i = 1, n do
         ARGV[at + 7])
     end
     if code == ACCEPTED then
-      results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key), 0 }
+      results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key,
+        redeem), 0 }
       remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else

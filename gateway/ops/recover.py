@@ -12,6 +12,9 @@ which would let it issue coupons twice. Recovery, per campaign:
    records of claims still inside the replay window and the winners list (every claim's
    requestId, when there are at most ``sold_out_memory_max``: see gateway/claim/winners.py),
    and the claim rules' counters (issued per channel, value per user, value per day);
+   the redeem codes' state: every code generated for it (``code_batches``) unused, except
+   those a claim names (its ``code``), marked used by that claim's user and requestId, and
+   the global code index, written on its own (it is outside the campaign's hash slot);
 4. puts the campaign back in its recorded status (active or paused).
 
 Issued never exceeds stock afterwards: it counts every claim anyone still knows of.
@@ -38,10 +41,12 @@ from gateway.infra.clients import open_clients
 from gateway.infra.clock import Clock, SystemClock, day_of
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
-from gateway.keys import CAMPAIGN_EVENTS, CampaignKeys
+from gateway.keys import CAMPAIGN_EVENTS, CODE_INDEX, CampaignKeys
 from gateway.shards.stock import all_shards, shard_of, share_of
 
 DAY_MS = 86_400_000
+CODE_HASH_BYTES = 16  # code_batches.hashes: the keyed hashes one after another
+_CODES_CHUNK = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,7 @@ class Recovered:
     in_outbox: int
     issued: int
     stock: int
+    codes: int = 0  # redeem codes restored (used and unused)
 
 
 async def stored_claims(pool: asyncpg.Pool, campaign: Campaign) -> dict[str, ClaimEvent]:
@@ -60,7 +66,7 @@ async def stored_claims(pool: asyncpg.Pool, campaign: Campaign) -> dict[str, Cla
     rows = await pool.fetch(
         "SELECT coupon_id::text, user_id, device_id, request_id, channel, value_cents,"
         " (extract(epoch FROM claimed_at) * 1000)::bigint AS at,"
-        " (extract(epoch FROM expires_at) * 1000)::bigint AS expires"
+        " (extract(epoch FROM expires_at) * 1000)::bigint AS expires, code_hash"
         " FROM coupons WHERE campaign_id = $1",
         campaign.id,
     )
@@ -75,6 +81,7 @@ async def stored_claims(pool: asyncpg.Pool, campaign: Campaign) -> dict[str, Cla
             value_cents=row["value_cents"],
             claimed_at_ms=row["at"],
             expires_at_ms=row["expires"],
+            code=row["code_hash"] or "",
         )
         for row in rows
     }
@@ -115,9 +122,41 @@ async def recover(
         await _remember_waiting(redis, keys, ours, clock.now_ms(), settings.replay_ttl_s)
     if n > 1:
         await _rebalance(redis, campaign, shards, claims)
+    codes = await _rebuild_codes(pool, redis, campaign, claims)
     await ops.publish(campaign.id)  # config from the record, status as recorded, announced
     stock = sum([int(await redis.hget(keys.config, "stock") or 0) for keys in shards])
-    return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock)
+    return Recovered(campaign.id, len(stored), len(waiting), len(claims), stock, codes)
+
+
+async def generated_codes(pool: asyncpg.Pool, campaign_id: str) -> list[str]:
+    """The keyed hashes (hex, as Redis keeps them) of every code made for a campaign."""
+    rows = await pool.fetch(
+        "SELECT hashes FROM code_batches WHERE campaign_id = $1 ORDER BY created_at", campaign_id
+    )
+    return [
+        blob[at : at + CODE_HASH_BYTES].hex()
+        for blob in (row["hashes"] for row in rows)
+        for at in range(0, len(blob), CODE_HASH_BYTES)
+    ]
+
+
+async def _rebuild_codes(
+    pool: asyncpg.Pool, redis: Redis, campaign: Campaign, claims: list[ClaimEvent]
+) -> int:
+    """Rewrite the campaign's codes hash as ``claim.lua`` keeps it ("" unused, "<user>\t
+    <requestId>" used) and the global index; return how many codes. The campaign answers
+    UNAVAILABLE meanwhile, so no claim reads the hash half-written."""
+    used = {c.code: f"{c.user_id}\t{c.request_id}" for c in claims if c.code}
+    hashes = list(dict.fromkeys([*await generated_codes(pool, campaign.id), *used]))
+    if not hashes:
+        return 0
+    codes_key = keys_of(campaign).codes
+    await redis.delete(codes_key)
+    for start in range(0, len(hashes), _CODES_CHUNK):
+        chunk = hashes[start : start + _CODES_CHUNK]
+        await redis.hset(codes_key, mapping={h: used.get(h, "") for h in chunk})
+        await redis.hset(CODE_INDEX, mapping=dict.fromkeys(chunk, campaign.id))  # on its own
+    return len(hashes)
 
 
 async def _rebalance(
