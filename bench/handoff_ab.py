@@ -171,7 +171,8 @@ def copy_records(claims: list[events.ClaimEvent]) -> list[tuple[object, ...]]:
     at = datetime.now(UTC)
     return [
         (uuid.UUID(c.coupon_id), c.campaign_id, c.user_id, c.device_id, c.request_id,
-         c.channel, c.value_cents, at, at, c.code or None)
+         c.channel, c.value_cents, at, at, c.code or None, c.new_user, c.level,
+         list(c.tags) or None)
         for c in claims
     ]  # fmt: skip
 

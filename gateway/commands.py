@@ -130,6 +130,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             tags=args.tag,
             city=args.city,
             attrs=_attributes(args.attr),
+            device=args.device,
         )
     except (InvalidClaims, ValueError) as exc:
         print(f"flashclaim token: the gateway would refuse this token: {exc}", file=sys.stderr)
@@ -252,7 +253,7 @@ def _expiring(settings: Settings, args: argparse.Namespace) -> int:
 def _stats(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.stats import commands
 
-    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format)
+    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format, args.view)
 
 
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
@@ -365,6 +366,9 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     parser.add_argument("--city", default=None, help="the user's city (claim rules: cities)")
     parser.add_argument(
+        "--device", default=None, help="the user's verified device (usage rule verifiedDevice)"
+    )
+    parser.add_argument(
         "--attr",
         action="append",
         default=[],
@@ -395,6 +399,11 @@ def _stats_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
     )
+    parser.add_argument(
+        "--view", choices=("funnel", "use", "layers"), default="funnel",
+        help="funnel: per claim day; use: orders, GMV, discount, ROI per day of use;"
+        " layers: per user layer (json prints all three)",
+    )  # fmt: skip
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",

@@ -189,6 +189,14 @@ def skydrop_opens(user_id: str) -> str:
 #: Set of ``<campaign>|<YYYYMMDD>`` days with exposures not yet final in PostgreSQL.
 EXPOSURE_DAYS = f"{PREFIX}:x:days"
 
+#: Set of ``YYYYMMDDHH`` (UTC) hours with abuse refusals not yet final in PostgreSQL.
+ABUSE_HOURS = f"{PREFIX}:ab:hours"
+
+
+def abuse_hour(hour: str) -> str:
+    """Hash ``<campaign>|<reason>`` -> abuse refusals in that UTC hour, all workers summed."""
+    return f"{PREFIX}:ab:{hour}"
+
 
 def exposure_views(campaign_id: str, day: str) -> str:
     """Hash: channel -> views of ``campaign_id`` on ``day`` (campaign zone)."""

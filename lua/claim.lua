@@ -21,7 +21,8 @@
     KEYS[4]  devices      hash   device -> claimed in total
     KEYS[5]  blocked      set    u:<user>, d:<device>
     KEYS[6]  holds        hash   user -> <campaign>:<expires ms> (exclusion group)
-    KEYS[7]  outbox       stream accepted claims for the relay
+    KEYS[7]  outbox       stream accepted claims for the relay (ClaimEvent.from_outbox),
+                          with the claimant's newUser, level and tags (user layers, stats)
     KEYS[8]  daily        string issued today (campaign time zone)
     KEYS[9]  users_daily  hash   user -> claimed today
     KEYS[10] winners      list   requestIds of accepted claims, in order (see ARGV[6])
@@ -219,7 +220,7 @@ local function expiry()
   return vuntil
 end
 
-local function accept(user, device, rid, coupon, channel, req_key, redeem)
+local function accept(user, device, rid, coupon, channel, req_key, redeem, at)
   local expires = expiry()
   issued, spent, today = issued + 1, spent + value, today + 1
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
@@ -239,7 +240,8 @@ local function accept(user, device, rid, coupon, channel, req_key, redeem)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
-    'at', now, 'expires', expires, 'code', redeem)
+    'at', now, 'expires', expires, 'code', redeem,
+    'new', ARGV[at + 4], 'level', ARGV[at + 5], 'tags', ARGV[at + 6])  -- user layer (stats)
   outbox_len = outbox_len + 1
   return expires
 end
@@ -276,7 +278,7 @@ for i = 1, n do
     end
     if code == ACCEPTED then
       results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key,
-        redeem), 0 }
+        redeem, at), 0 }
       remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else

@@ -46,14 +46,17 @@ COLUMNS = [
     "value_cents",
     "claimed_at",
     "expires_at",
-    "code_hash",
+    "code_hash",  # the redeem code's keyed hash (migration 0023)
+    "new_user",  # the claimant's layer as the token stated it (0032, statistics)
+    "member_level",
+    "tags",
 ]
 
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS coupons_in (
     coupon_id uuid, campaign_id text, user_id text, device_id text, request_id text,
     channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz,
-    code_hash text
+    code_hash text, new_user boolean, member_level integer, tags text[]
 ) ON COMMIT DELETE ROWS
 """
 
@@ -105,7 +108,21 @@ async def _staged(conn: asyncpg.pool.PoolConnectionProxy, rows: list[_Row]) -> i
     return int(status.rsplit(" ", 1)[1])
 
 
-_Row = tuple[str, str, str, str, str, str, int, datetime, datetime, str | None]
+_Row = tuple[
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    int,
+    datetime,
+    datetime,
+    str | None,
+    bool | None,
+    int | None,
+    list[str] | None,
+]
 
 
 def _rows(claims: Sequence[ClaimEvent]) -> list[_Row]:
@@ -124,6 +141,9 @@ def _rows(claims: Sequence[ClaimEvent]) -> list[_Row]:
             _at(c.claimed_at_ms),
             _at(c.expires_at_ms),
             c.code or None,
+            c.new_user,
+            c.level,
+            list(c.tags) or None,
         )
         for c in ordered
     ]

@@ -176,6 +176,22 @@ CREDIT_LIABILITY = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# Statistics (gateway/stats/gauges.py): set by the reconciler each round from the rollups
+# PostgreSQL keeps (net of refunds), per campaign.
+STATS_USE = Gauge(
+    "flashclaim_stats_use",
+    "A campaign's use as PostgreSQL's rollups hold it, net of refunds: figure is uses,"
+    " orders, discount_cents, gmv_cents, paid_cents.",
+    ["campaign", "figure"],
+    multiprocess_mode="mostrecent",
+)
+STATS_BUDGET = Gauge(
+    "flashclaim_stats_budget_cents",
+    "A campaign's money budget: state is planned, spent (drawn by claims) or left.",
+    ["campaign", "state"],
+    multiprocess_mode="mostrecent",
+)
+
 
 def exposition_registry(metrics_dir: str) -> CollectorRegistry:
     """The registry ``/metrics`` serves: all workers' files in multiprocess mode."""

@@ -39,12 +39,14 @@ from gateway.claim.script import ReplayRecord
 from gateway.credit import reconcile as credit
 from gateway.infra import probes
 from gateway.infra.clients import claims_consumer, open_clients
+from gateway.infra.clock import SystemClock
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.infra.signals import stop_on_signals
 from gateway.ops.recover import outbox_claims
 from gateway.redemption.ledger import UseReport, use_report
 from gateway.shards.stock import all_shards
+from gateway.stats import gauges as stats_gauges
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +343,8 @@ async def _rounds(settings: Settings, figures: Figures, every_s: float, with_kaf
             else:
                 figures.update(reports, lag, time.time())
                 await _credit(opened.pool)
+                await stats_gauges.refresh(opened.pool, opened.redis, SystemClock(),
+                                           settings.redis_timeout_ms / 1000)  # fmt: skip
                 for report in reports:
                     if report.alarm:
                         log.warning("reconciliation alarm: %s", asdict(report))
