@@ -78,6 +78,16 @@ class PageSetup(msgspec.Struct, rename="camel", forbid_unknown_fields=True, froz
             header_image_url=own.header_image_url or base.header_image_url,
         )
 
+    def titled_copy_for(self, channel: str, name: str) -> PageCopy:
+        """``copy_for``, with the campaign's name as the title where the copy gives none.
+        A name may hold what copy may not (a tab, a newline): those become spaces."""
+        page = self.copy_for(channel)
+        if page.title:
+            return page
+        return msgspec.structs.replace(
+            page, title="".join(c if printable(c) else " " for c in name)
+        )
+
 
 def printable(text: str) -> bool:
     """One line of copy: no control characters (NUL, newlines…), no line or paragraph

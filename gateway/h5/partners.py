@@ -61,9 +61,7 @@ def page_link(campaign: Campaign, channel: str, base: str) -> PageLink:
     if campaign.channels and channel not in campaign.channels:
         allowed = ", ".join(campaign.channels)
         raise InvalidSpec([FieldError("channel", f"the campaign takes claims from {allowed}")])
-    page = campaign.pages.copy_for(channel)
-    if not page.title:
-        page = msgspec.structs.replace(page, title=campaign.name)
+    page = campaign.pages.titled_copy_for(channel, campaign.name)
     url = f"{base}/h5/{campaign.id}?channel={channel}"
     return PageLink(campaign_id=campaign.id, channel=channel, url=url, page=page)
 

@@ -170,3 +170,15 @@ def test_the_public_base_url_is_an_http_origin_and_path(base):
         {}, jwt_secret="j" * 32, admin_token="a" * 32, public_base_url="https://m.example/shop/"
     )
     assert base_url(fine) == "https://m.example/shop"
+
+
+async def test_a_name_with_control_characters_titles_the_page_with_spaces(client, ops):
+    """Found by the fuzz suite: a campaign name may hold a tab or a newline, page copy may
+    not; the page's title (the name, when no copy gives one) answered 500."""
+    await published(ops, id="pc-ctl", name="双11\t抢券\n\u202e", channels=["h5"])
+    link = await client.get("/admin/campaigns/pc-ctl/page", headers=ADMIN)
+    assert link.status == 200
+    assert (await link.json())["page"]["title"] == "双11 抢券  "
+    public = await client.get("/api/campaigns/pc-ctl/public")
+    assert public.status == 200
+    assert (await public.json())["page"]["title"] == "双11 抢券  "
