@@ -252,7 +252,7 @@ def _expiring(settings: Settings, args: argparse.Namespace) -> int:
 def _stats(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.stats import commands
 
-    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format)
+    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format, args.view)
 
 
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
@@ -395,6 +395,11 @@ def _stats_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
     )
+    parser.add_argument(
+        "--view", choices=("funnel", "use", "layers"), default="funnel",
+        help="funnel: per claim day; use: orders, GMV, discount, ROI per day of use;"
+        " layers: per user layer (json prints all three)",
+    )  # fmt: skip
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",

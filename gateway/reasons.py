@@ -75,6 +75,7 @@ class Reason(enum.StrEnum):
     WITHDRAWAL_NOT_ALLOWED = "WITHDRAWAL_NOT_ALLOWED"
     TOPUP_OUT_OF_RANGE = "TOPUP_OUT_OF_RANGE"
     CREDIT_PLAN_INACTIVE = "CREDIT_PLAN_INACTIVE"
+    CREDIT_NOT_APPLICABLE = "CREDIT_NOT_APPLICABLE"
 
     @property
     def code(self) -> int:
@@ -228,6 +229,12 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         "The amount is outside what this credit plan takes.",
     ),
     (Reason.CREDIT_PLAN_INACTIVE, 68, HTTPStatus.CONFLICT, "This credit plan is closed."),
+    (
+        Reason.CREDIT_NOT_APPLICABLE,
+        69,
+        HTTPStatus.CONFLICT,
+        "Shopping credit cannot pay that much of this order (after coupons, in its scope).",
+    ),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
     # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
     (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),

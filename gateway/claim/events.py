@@ -31,6 +31,11 @@ class ClaimEvent(
     claimed_at_ms: int
     expires_at_ms: int
     code: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    # The claimant's layer as the token stated it at claim time (statistics per layer);
+    # None / [] on events written before claims carried them.
+    new_user: bool | None = None
+    level: int | None = None
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_outbox(cls, fields: dict[str, str]) -> ClaimEvent:
@@ -46,6 +51,9 @@ class ClaimEvent(
             claimed_at_ms=int(fields["at"]),
             expires_at_ms=int(fields["expires"]),
             code=fields.get("code", ""),  # entries written before the field have none
+            new_user=fields["new"] == "1" if "new" in fields else None,
+            level=int(fields["level"]) if fields.get("level") else None,
+            tags=tuple(t for t in fields.get("tags", "").split(",") if t),
         )
 
 

@@ -122,5 +122,5 @@ class ClaimGate:
         if held is None:
             return False
         async with asyncio.timeout(self._timeout_s):
-            count = await self._redis.hget(held.keys.users, user_id)
+            count = await self._redis.hget(held.keys_for(user_id).users, user_id)  # its shard
         return int(count or 0) > 0

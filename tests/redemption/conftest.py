@@ -15,6 +15,7 @@ from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import Campaign, decode_spec
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
+from tests.credit.conftest import credit_pool, ledger, plans, topups  # noqa: F401 (orders paid with credit)
 from tests.helpers import DAY_MS, T0_MS, spec
 
 _ids = itertools.count()

@@ -76,6 +76,7 @@ export const REASONS = {
   WITHDRAWAL_NOT_ALLOWED: ["not_eligible", "该充值方案不支持提现", "This credit plan does not allow withdrawals"],
   TOPUP_OUT_OF_RANGE: ["error", "充值金额不在方案范围内", "The amount is outside what this plan takes"],
   CREDIT_PLAN_INACTIVE: ["ended", "该充值方案已关闭", "This credit plan is closed"],
+  CREDIT_NOT_APPLICABLE: ["not_eligible", "购物金不能支付这么多（券后、限品类）", "Credit cannot pay that much of this order"],
   // the client's own: no answer came back, or one that was not the gateway's
   NETWORK_ERROR: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
   HTTP_ERROR: ["try_later", "服务繁忙，请稍后再试", "Unavailable right now; try again shortly"],
