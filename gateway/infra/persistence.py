@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.infra import metrics
@@ -86,7 +86,11 @@ class Persistence:
 
 
 async def read_persistence(redis: Redis) -> Persistence:
-    """Ask Redis what it keeps on disk (``RedisError`` if it does not answer at all)."""
+    """Ask Redis what it keeps on disk (``RedisError`` if it does not answer at all).
+    On a Redis Cluster, every node is asked and the one that keeps least decides (any
+    node may be a master after a failover)."""
+    if isinstance(redis, RedisCluster):
+        return await _cluster_persistence(redis)
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for name in ("appendonly", "appendfsync", "save"):  # one each: Redis 6 takes one
@@ -107,6 +111,32 @@ async def read_persistence(redis: Redis) -> Persistence:
         snapshots=bool(config.get("save", "").strip()),
         source="CONFIG GET",
     )
+
+
+_KEEPING = {"aof": 0, "snapshots": 1, "unknown": 2, "none": 3}
+
+
+async def _cluster_persistence(cluster: RedisCluster) -> Persistence:
+    """The weakest node's persistence (``CONFIG`` is a per-node command)."""
+    await cluster.initialize()  # reads the slot map on first use (a no-op after)
+    found = []
+    for node in cluster.get_nodes():
+        config: dict[str | None, str | None] = {}
+        try:
+            for name in ("appendonly", "appendfsync", "save"):
+                config.update(await cluster.config_get(name, target_nodes=node))
+        except ResponseError:  # CONFIG renamed or forbidden
+            info: dict[str, Any] = await cluster.info("persistence", target_nodes=node)
+            found.append(
+                Persistence(bool(int(info.get("aof_enabled", 0))), "", None, "INFO persistence")
+            )
+            continue
+        aof, fsync = config.get("appendonly") == "yes", config.get("appendfsync") or ""
+        snapshots = bool((config.get("save") or "").strip())
+        found.append(Persistence(aof, fsync, snapshots, "CONFIG GET"))
+    if not found:
+        raise RedisError("no Redis Cluster node is known")
+    return max(found, key=lambda p: (_KEEPING[p.mode], p.fsync != "always"))
 
 
 class PersistenceGuard:
