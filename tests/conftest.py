@@ -55,7 +55,7 @@ def redis_server(
 ) -> Iterator[RedisServer | RedisClusterServers]:
     """The session's Redis, with an AOF as production's: a gateway refuses to serve claims
     from a Redis that would forget them (tests of that start a volatile one of their own).
-    With ``FLASHCLAIM_TEST_REDIS_CLUSTER=1``, the session's Redis Cluster."""
+    With ``TEST_REDIS_CLUSTER=1``, the session's Redis Cluster."""
     if ON_CLUSTER:
         yield request.getfixturevalue("redis_cluster")
         return

@@ -28,7 +28,7 @@ DAY_MS = 86_400_000
 _ids = itertools.count()
 
 #: Set (``make test-cluster``): the session's Redis is a local Redis Cluster.
-ON_CLUSTER = os.environ.get("FLASHCLAIM_TEST_REDIS_CLUSTER", "") not in ("", "0")
+ON_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER", "") not in ("", "0")
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
