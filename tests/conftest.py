@@ -179,10 +179,14 @@ def lua_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def _local_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LocalStack]]:
-    """The session's ``flashclaim up`` runs, all on one data dir; the last one is current."""
+def _local_stacks(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[list[LocalStack]]:
+    """The session's ``flashclaim up`` runs, all on one data dir; the last one is current
+    (on the session's Redis Cluster with ``TEST_REDIS_CLUSTER=1``)."""
+    cluster = request.getfixturevalue("redis_cluster").url if ON_CLUSTER else ""
     stacks: list[LocalStack] = []
-    stacks.append(LocalStack(tmp_path_factory.mktemp("up")).start())
+    stacks.append(LocalStack(tmp_path_factory.mktemp("up"), cluster).start())
     yield stacks
     stacks[-1].stop()
 
@@ -194,5 +198,5 @@ def local_stack(_local_stacks: list[LocalStack]) -> LocalStack:
     another file having run first."""
     current = _local_stacks[-1]
     if current.process is None or current.process.poll() is not None:
-        _local_stacks.append(LocalStack(current.data_dir).start())
+        _local_stacks.append(LocalStack(current.data_dir, current.cluster_url).start())
     return _local_stacks[-1]
