@@ -100,8 +100,12 @@ class _Protocol(asyncio.Protocol):
 class Wire:
     """One pipelined RESP connection to the Redis at ``url``, opened on first use."""
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(
+        self, url: str, connect_timeout_s: float, address: tuple[str, int] | None = None
+    ) -> None:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        if address is not None:  # another node of the cluster ``url`` names
+            self._options.update(host=address[0], port=address[1])
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -290,8 +294,7 @@ class ClusterWire:
     def _wire(self, node: tuple[str, int]) -> Wire:
         wire = self._nodes.get(node)
         if wire is None:
-            url = self._url.replace(f"{self._seed[0]}:{self._seed[1]}", f"{node[0]}:{node[1]}")
-            wire = self._nodes[node] = Wire(url, self._connect_timeout_s)
+            wire = self._nodes[node] = Wire(self._url, self._connect_timeout_s, node)
         return wire
 
     def _schedule_refresh(self) -> None:

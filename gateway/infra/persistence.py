@@ -117,26 +117,26 @@ _KEEPING = {"aof": 0, "snapshots": 1, "unknown": 2, "none": 3}
 
 
 async def _cluster_persistence(cluster: RedisCluster) -> Persistence:
-    """The weakest node's persistence (``CONFIG`` is a per-node command)."""
+    """The weakest node's persistence (``CONFIG`` is a per-node command; nodes are asked
+    at once, so the check takes a node's round trips, not six nodes')."""
     await cluster.initialize()  # reads the slot map on first use (a no-op after)
-    found = []
-    for node in cluster.get_nodes():
-        config: dict[str | None, str | None] = {}
-        try:
-            for name in ("appendonly", "appendfsync", "save"):
-                config.update(await cluster.config_get(name, target_nodes=node))
-        except ResponseError:  # CONFIG renamed or forbidden
-            info: dict[str, Any] = await cluster.info("persistence", target_nodes=node)
-            found.append(
-                Persistence(bool(int(info.get("aof_enabled", 0))), "", None, "INFO persistence")
-            )
-            continue
-        aof, fsync = config.get("appendonly") == "yes", config.get("appendfsync") or ""
-        snapshots = bool((config.get("save") or "").strip())
-        found.append(Persistence(aof, fsync, snapshots, "CONFIG GET"))
+    found = await asyncio.gather(*(_node_persistence(cluster, n) for n in cluster.get_nodes()))
     if not found:
         raise RedisError("no Redis Cluster node is known")
     return max(found, key=lambda p: (_KEEPING[p.mode], p.fsync != "always"))
+
+
+async def _node_persistence(cluster: RedisCluster, node: Any) -> Persistence:
+    config: dict[str | None, str | None] = {}
+    try:
+        for name in ("appendonly", "appendfsync", "save"):
+            config.update(await cluster.config_get(name, target_nodes=node))
+    except ResponseError:  # CONFIG renamed or forbidden
+        info: dict[str, Any] = await cluster.info("persistence", target_nodes=node)
+        return Persistence(bool(int(info.get("aof_enabled", 0))), "", None, "INFO persistence")
+    aof, fsync = config.get("appendonly") == "yes", config.get("appendfsync") or ""
+    snapshots = bool((config.get("save") or "").strip())
+    return Persistence(aof, fsync, snapshots, "CONFIG GET")
 
 
 class PersistenceGuard:
