@@ -4,6 +4,10 @@ exposures, and what keeping its rollups costs.
 1. rollup cost   the consumer's own insert (``insert_claims``, batches of 1,000) into
                  ``coupons`` with the ``coupon_daily`` triggers on and off, alternated,
                  three rounds each: rows/s and the ratio;
+1b. use cost    the real ``orders.lock`` + ``orders.confirm`` pairs (bench/redemption_bench.py's
+                 jobs, 16 tasks) with this issue's use and layer triggers (``usage_daily_insert``
+                 on coupon_events, ``layer_daily_update`` on coupons) on and off, alternated,
+                 three rounds: pairs/s and the ratio;
 2. exposures     ``ExposureCounter`` counting batches of 10 views into a real Redis: views/s;
 3. data          ``BENCH_COUPONS`` (10,000,000) coupons of one campaign generated inside
                  PostgreSQL (``generate_series``: 30 days, 5 channels, a third used), in
@@ -11,8 +15,14 @@ exposures, and what keeping its rollups costs.
                  way production fills it; ``exposure_daily`` rows for the same days and
                  channels holding ``BENCH_EXPOSURES`` (100,000,000) views (the rollup writes
                  one row per campaign x channel x day, however many views it counted);
-4. the funnel    ``funnel()`` for that campaign, 20 times: median and slowest; and, as the
-                 baseline the rollups replace, the same claim figures by scanning coupons.
+                 The coupons carry user layers (new, level, a tag on a tenth), so the
+                 layer triggers fill ``layer_daily`` as they load; the use rollups
+                 (``usage_daily``, ``layer_usage_daily``, ``usage_users``,
+                 ``usage_campaigns``) are written as the coupon_events trigger leaves them,
+                 from the used third (one order per coupon, GMV five times the discount);
+4. the funnel    ``funnel()`` for that campaign (claims, use, layers), 20 times: median and
+                 slowest; and, as the baseline the rollups replace, the same claim figures
+                 by scanning coupons.
 
 Figures are printed and written to ``bench/out/stats_bench.json``.
 """
@@ -51,14 +61,36 @@ SPEC = {"id": CAMPAIGN, "name": "bench", "timeZone": "Asia/Shanghai", "budgetCen
 
 GENERATE = """
 INSERT INTO coupons (coupon_id, campaign_id, user_id, device_id, request_id, channel,
-                     value_cents, status, claimed_at, expires_at)
+                     value_cents, status, claimed_at, expires_at, new_user, member_level, tags)
 SELECT md5($1 || '/' || n)::uuid, $1, 'u' || (n % 3000000), 'd' || (n % 3000000),
        'r' || n, ($3::text[])[1 + (n / 30) % 5], 1000 + (n % 5) * 500,
        CASE WHEN n % 3 = 0 THEN 'used' ELSE 'unused' END,
        timestamptz '2026-11-01 00:00+08' + (n % $4) * interval '1 day'
            + (n % 86400) * interval '1 second',
-       timestamptz '2026-12-31 00:00+08'
+       timestamptz '2026-12-31 00:00+08',
+       n % 4 = 0, (n % 7)::int, CASE WHEN n % 10 = 0 THEN ARRAY['student'] END
 FROM generate_series($2::bigint, $2::bigint + $5 - 1) AS n
+"""
+
+USE_ROLLUPS = """
+WITH used AS (
+    SELECT channel, (claimed_at AT TIME ZONE 'Asia/Shanghai')::date AS day, user_id,
+           new_user, member_level, tags, value_cents AS discount, 5 * value_cents AS gmv
+    FROM coupons WHERE campaign_id = $1 AND status = 'used'
+), daily AS (
+    INSERT INTO usage_daily
+    SELECT $1, channel, day, count(*), sum(discount), count(*), sum(gmv), sum(gmv - discount)
+    FROM used GROUP BY 2, 3 RETURNING 1
+), layers AS (
+    INSERT INTO layer_usage_daily
+    SELECT $1, l.layer, day, count(*), sum(discount), count(*), sum(gmv), sum(gmv - discount)
+    FROM used CROSS JOIN LATERAL coupon_layers(new_user, member_level, tags) AS l(layer)
+    GROUP BY 2, 3 RETURNING 1
+), users AS (
+    INSERT INTO usage_users SELECT $1, user_id, count(*), sum(gmv) FROM used GROUP BY 2
+    RETURNING 1
+)
+INSERT INTO usage_campaigns SELECT $1, count(*) FROM users
 """
 
 SCAN = """
@@ -81,6 +113,9 @@ def _events(n: int, start: int) -> list[ClaimEvent]:
             value_cents=1000,
             claimed_at_ms=now,
             expires_at_ms=now + 86_400_000,
+            new_user=i % 4 == 0,
+            level=i % 7,
+            tags=("student",) if i % 10 == 0 else (),
         )
         for i in range(start, start + n)
     ]
@@ -107,6 +142,36 @@ async def rollup_cost(pool: asyncpg.Pool, rows: int = 20_000) -> dict[str, objec
     return {
         "rows_per_s_with_triggers": [round(r) for r in rates["triggers"]],
         "rows_per_s_without": [round(r) for r in rates["no_triggers"]],
+        "ratio_median": round(statistics.median(ratios), 3),
+    }
+
+
+async def use_cost(url: str, pairs: int = 1_000) -> dict[str, object]:
+    """Lock + confirm pairs with the statistics triggers of use on and off, alternated."""
+    from bench import redemption_bench as rb
+
+    pool = await asyncpg.create_pool(url, min_size=rb.CONCURRENCY, max_size=rb.CONCURRENCY)
+    now_ms = int(time.time() * 1000)
+    rates: dict[str, list[float]] = {"triggers": [], "no_triggers": []}
+    try:
+        campaign = (await rb.setup(pool, now_ms))[2]
+        for r in range(3):
+            for mode in ("triggers", "no_triggers"):
+                action = "ENABLE" if mode == "triggers" else "DISABLE"
+                await pool.execute(f"ALTER TABLE coupon_events {action} TRIGGER usage_daily_insert")
+                await pool.execute(f"ALTER TABLE coupons {action} TRIGGER layer_daily_update")
+                users = [f"use-{r}-{mode}-{i}" for i in range(pairs)]
+                coupons = await rb.give(pool, campaign, users, now_ms)
+                jobs = rb.our_jobs(pool, list(zip(users, coupons, strict=True)), now_ms)
+                rates[mode].append(await rb.timed(jobs))
+        await pool.execute("ALTER TABLE coupon_events ENABLE TRIGGER usage_daily_insert")
+        await pool.execute("ALTER TABLE coupons ENABLE TRIGGER layer_daily_update")
+    finally:
+        await pool.close()
+    ratios = [a / b for a, b in zip(rates["triggers"], rates["no_triggers"], strict=True)]
+    return {
+        "pairs_per_s_with_triggers": [round(r) for r in rates["triggers"]],
+        "pairs_per_s_without": [round(r) for r in rates["no_triggers"]],
         "ratio_median": round(statistics.median(ratios), 3),
     }
 
@@ -149,6 +214,9 @@ async def load(pool: asyncpg.Pool) -> dict[str, object]:
         " $4::bigint / 3, now()",
         rows,
     )
+    # The use rollups as the coupon_events trigger leaves them (one row per channel x day,
+    # per layer x day; a user row per user with a use), from the used third of the coupons.
+    await pool.execute(USE_ROLLUPS, CAMPAIGN)
     await pool.execute("ANALYZE")
     return {"coupons": COUPONS, "load_s_with_triggers": round(loaded_s, 1),
             "exposures": per_row * len(rows), "coupon_daily_rows": await pool.fetchval(
@@ -164,6 +232,7 @@ async def query(pool: asyncpg.Pool) -> dict[str, object]:
         times.append(time.perf_counter() - began)
     assert report is not None
     assert report.total.claims == COUPONS, report.total.claims
+    assert report.usage.total.uses == report.total.used, report.usage.total
     scans = []
     for _ in range(2):
         began = time.perf_counter()
@@ -173,6 +242,8 @@ async def query(pool: asyncpg.Pool) -> dict[str, object]:
         "funnel_ms_median": round(statistics.median(times) * 1000, 2),
         "funnel_ms_max": round(max(times) * 1000, 2),
         "rows_answered": len(report.rows),
+        "use_rows_answered": len(report.usage.rows),
+        "layers_answered": len(report.layers),
         "total_views": report.total.views,
         "scan_of_coupons_ms_best": round(min(scans) * 1000),
     }
@@ -188,6 +259,8 @@ async def main() -> None:
         result: dict[str, object] = {}
         result["rollup_cost"] = await rollup_cost(pool)
         print("rollup cost:", result["rollup_cost"], flush=True)
+        result["use_cost"] = await use_cost(url)
+        print("use cost:", result["use_cost"], flush=True)
         result["exposures"] = await exposure_rate(redis.url)
         print("exposures:", result["exposures"], flush=True)
         result["data"] = await load(pool)

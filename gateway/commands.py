@@ -252,7 +252,7 @@ def _expiring(settings: Settings, args: argparse.Namespace) -> int:
 def _stats(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.stats import commands
 
-    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format)
+    return _sync(commands.stats)(settings, args.id, args.since, args.until, args.format, args.view)
 
 
 def _rollup(settings: Settings, args: argparse.Namespace) -> int:
@@ -395,6 +395,11 @@ def _stats_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="how to print it"
     )
+    parser.add_argument(
+        "--view", choices=("funnel", "use", "layers"), default="funnel",
+        help="funnel: per claim day; use: orders, GMV, discount, ROI per day of use;"
+        " layers: per user layer (json prints all three)",
+    )  # fmt: skip
 
 
 _GATEWAY_ENV = ("HOST", "PORT", "WORKERS", "REDIS_URL", "DATABASE_URL", "JWT_SECRET",
@@ -445,8 +450,9 @@ COMMANDS = [
             " gives nobody a second coupon. Progress bar on stderr, counts as JSON on stdout.",
             (), ("REDIS_URL", "DATABASE_URL", "REPLAY_TTL_S"), _bind_flags),
     Command("events", _events, "grant coupons for events from the events topic until SIGTERM",
-            "Each event id grants at most once per trigger rule.", (),
-            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL")),
+            "Each event id grants at most once per trigger rule. " + _PROBES, (),
+            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL",
+             "METRICS_PORT")),
     Command("sweep", _sweep, "record coupon lock expiries and coupon expiries",
             "Each gateway worker sweeps every FLASHCLAIM_SWEEP_EVERY_S; this runs one pass"
             " (or --every S) where that is off. Readers never wait for it: a coupon past its"

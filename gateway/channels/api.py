@@ -31,6 +31,7 @@ from gateway.infra.http import (
 )
 from gateway.infra.openapi import Operation
 from gateway.reasons import BUSINESS_REFUSALS, Reason
+from gateway.stats import abuse
 
 REDEEMER = web.AppKey("redeemer", Redeemer)
 TRIGGERS = web.AppKey("triggers", Triggers)
@@ -121,6 +122,7 @@ async def redeem(request: web.Request) -> web.Response:
         logs.bind(error=repr(exc))
         outcome = Outcome(Reason.UNAVAILABLE, retry_after_s=1.0)
     metrics.child(metrics.CLAIMS, "", outcome.reason.value).inc()
+    abuse.TALLY.note("", outcome.reason)  # code guessing, for the health report
     return answer(outcome)
 
 

@@ -24,6 +24,7 @@ from gateway.infra.http import (
 )
 from gateway.infra.openapi import Operation
 from gateway.reasons import BUSINESS_REFUSALS, Reason
+from gateway.stats import abuse
 from gateway.stats.routing import ExperimentRouter, Route
 
 CLAIMS = web.AppKey("claims", ClaimService)
@@ -137,6 +138,7 @@ def answer(outcome: Outcome, route: Route | None = None) -> web.Response:
 
 def _counted(response: web.Response, campaign: str, reason: Reason) -> web.Response:
     metrics.child(metrics.CLAIMS, campaign, reason.value).inc()
+    abuse.TALLY.note(campaign, reason)  # abuse trends per day (gateway/stats/abuse.py)
     return response
 
 

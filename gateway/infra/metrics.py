@@ -137,6 +137,11 @@ CONSUMER_LAG = Gauge(
     ["partition"],
     multiprocess_mode="mostrecent",
 )
+CONSUMER_PARTITIONS = Gauge(
+    "flashclaim_consumer_partitions",
+    "Partitions of the claims topic this consumer-group member owns now.",
+    multiprocess_mode="mostrecent",
+)
 DEAD_LETTERS = Counter(
     "flashclaim_dead_letters_total", "Undecodable claim messages sent to the dead-letter topic."
 )
@@ -173,6 +178,22 @@ CREDIT_LIABILITY = Gauge(
     "flashclaim_credit_liability_cents",
     "Shopping credit users hold, by kind (principal, bonus, held for orders).",
     ["kind"],
+    multiprocess_mode="mostrecent",
+)
+
+# Statistics (gateway/stats/gauges.py): set by the reconciler each round from the rollups
+# PostgreSQL keeps (net of refunds), per campaign.
+STATS_USE = Gauge(
+    "flashclaim_stats_use",
+    "A campaign's use as PostgreSQL's rollups hold it, net of refunds: figure is uses,"
+    " orders, discount_cents, gmv_cents, paid_cents.",
+    ["campaign", "figure"],
+    multiprocess_mode="mostrecent",
+)
+STATS_BUDGET = Gauge(
+    "flashclaim_stats_budget_cents",
+    "A campaign's money budget: state is planned, spent (drawn by claims) or left.",
+    ["campaign", "state"],
     multiprocess_mode="mostrecent",
 )
 

@@ -122,6 +122,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     relay_reclaim_ms: _Positive = 10_000
     consumer_group: str = "flashclaim-persist"
     consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
+    # Partitions of coupon.claims when flashclaim creates it: the most consumer processes
+    # that can share the load (key = user id, so one user's claims stay in order).
+    claims_partitions: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 12
+    # Static group membership: a stable name per consumer process (a StatefulSet's pod
+    # name); a process restarted under the same name takes its partitions back at once.
+    consumer_instance_id: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    # How long the group waits for a silent member before handing its partitions on.
+    consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=300_000)] = 6_000
 
     # The H5 claim page: where users reach the gateway, for partner links and QR codes
     # ("" = http://host:port, right for a local run).
@@ -153,6 +161,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     exposure_batch_max: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     exposure_batch_ttl_s: _Positive = 86_400
     experiment_cache_ms: _NonNegative = 1000  # how long a worker trusts its experiments
+    abuse_flush_ms: _Positive = 5000  # how often a worker adds its abuse tally to Redis
     # Shopping credit (gateway/credit/): the payment provider's callback secret (HMAC-SHA256
     # of the body; "" refuses every callback), how long before a bonus expires its reminder
     # goes out, and how long an order's credit stays locked unless confirmed.

@@ -41,6 +41,7 @@ from gateway.redemption.cart import (
 from gateway.redemption.quote import quote
 from gateway.redemption.recent import recent_claims
 from gateway.redemption.wallet import list_coupons, usable_coupons
+from gateway.stats import failures
 
 
 class Redemption:
@@ -219,6 +220,9 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
             return refusal(Reason.INVALID_REQUEST, str(exc), status=exc.status)
         except orders.Refused as exc:
             metrics.COUPON_USES.labels(operation, exc.reason.value).inc()
+            if exc.campaign_id is not None:
+                r = request.app[REDEMPTION]
+                await failures.record(r.pool, exc.campaign_id, exc.reason.value, r.clock.now_ms())
             return refusal(exc.reason, exc.message)
         except asyncpg.DataError as exc:  # a value our checks let through: still the caller's
             return refusal(Reason.INVALID_REQUEST, f"a value was refused: {exc}", status=400)

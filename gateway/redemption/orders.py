@@ -42,10 +42,11 @@ from gateway.redemption.wallet import EFFECTIVE, Conn, at, ms
 class Refused(Exception):
     """A transition refused: nothing it did stays (raised inside the transaction)."""
 
-    def __init__(self, reason: Reason, message: str = "") -> None:
+    def __init__(self, reason: Reason, message: str = "", campaign_id: str | None = None) -> None:
         super().__init__(message or reason.message)
         self.reason = reason
         self.message = message or reason.message
+        self.campaign_id = campaign_id  # the refused coupon's campaign, for the statistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,9 @@ async def _lock_new(
         held = wallet.to_row(record_, known[record_["campaign_id"]]).held
         verdict = judge(held, request.cart, now_ms, new_user=new_user, order=request.order_id)
         if verdict.refusal is not None:
-            raise Refused(verdict.refusal, f"coupon {coupon_id}: {verdict.message}")
+            raise Refused(
+                verdict.refusal, f"coupon {coupon_id}: {verdict.message}", record_["campaign_id"]
+            )
         verdicts.append(verdict)
     problem = stacking_problem([v.coupon for v in verdicts])
     if problem is not None:
@@ -291,7 +294,11 @@ async def _lock_new(
     priced = price(verdicts, request.cart)
     useless = [c for c, d in priced.discounts.items() if d == 0]
     if useless:
-        raise Refused(Reason.NOT_APPLICABLE, f"coupon {useless[0]} takes nothing off this order")
+        raise Refused(
+            Reason.NOT_APPLICABLE,
+            f"coupon {useless[0]} takes nothing off this order",
+            mine[useless[0]]["campaign_id"],
+        )
     until = min(now_ms + ttl_ms, *(v.coupon.expires_at_ms for v in verdicts))
     # Locks of other orders past their time are taken over here, one event each.
     for stale in mine.values():

@@ -8,6 +8,7 @@ its own (a campaign's time zone decides which day a view counts on).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,7 @@ from gateway.infra.http import REDIS, SETTINGS, json_response, refusal
 from gateway.infra.openapi import Operation
 from gateway.infra.settings import Settings
 from gateway.reasons import Reason
+from gateway.stats import abuse
 from gateway.stats.exposures import ExposureAnswer, ExposureBatch, ExposureCounter
 from gateway.stats.funnel import FunnelReport, IsoDate, funnel
 from gateway.stats.routing import ExperimentRouter
@@ -46,8 +48,9 @@ def admin_routes() -> list[web.RouteDef]:
 
 
 def clients(settings: Settings, clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` entry giving the app its exposure counter and the claim path's
-    view of experiments (after the shared clients are open: they use their Redis)."""
+    """A ``cleanup_ctx`` entry giving the app its exposure counter, the claim path's view
+    of experiments and the task adding the worker's abuse tally to Redis (after the shared
+    clients are open: they use their Redis)."""
 
     async def open_counter(app: web.Application) -> AsyncIterator[None]:
         campaigns = CampaignCache(
@@ -59,7 +62,13 @@ def clients(settings: Settings, clock: Clock) -> Callable[[web.Application], Asy
         app[EXPERIMENTS] = ExperimentRouter(
             app[REDIS], clock, settings.experiment_cache_ms, settings.redis_timeout_ms / 1000
         )
+        stop = asyncio.Event()
+        flushing = asyncio.create_task(
+            abuse.keep_flushing(app[REDIS], clock, settings.abuse_flush_ms / 1000, stop)
+        )
         yield
+        stop.set()
+        await flushing
 
     return open_counter
 

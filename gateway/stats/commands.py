@@ -22,6 +22,8 @@ from gateway.infra.settings import Settings
 from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
 from gateway.stats.health import HealthReport, health
+from gateway.stats.layers import LayerRow
+from gateway.stats.usage import UsageRow
 
 if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the others do not
     from gateway.stats.ab_report import ExperimentReport
@@ -29,16 +31,22 @@ if TYPE_CHECKING:  # the experiment commands load scipy and statsmodels; the oth
 #: The funnel's columns, in the order tables and CSV show them.
 COLUMNS = ("day", "channel", "views", "uniqueViewers", "claims", "claimRate", "valueCents",
            "used", "useRate", "usedValueCents", "refunded", "expired")  # fmt: skip
+#: The layers view's columns (``--view layers``).
+LAYER_COLUMNS = ("layer", "claims", "used", "useRate", "uses", "orders", "discountCents",
+                 "gmvCents", "paidCents", "averagePaidCents", "subsidyRate", "roi")  # fmt: skip
+#: The use view's columns (``--view use``).
+USE_COLUMNS = ("day", "channel", "uses", "orders", "discountCents", "gmvCents", "paidCents",
+               "averagePaidCents", "subsidyRate", "roi")  # fmt: skip
 
 
 def _json(result: object) -> str:
     return orjson.dumps(msgspec.to_builtins(result), option=orjson.OPT_INDENT_2).decode()
 
 
-def _cells(row: FunnelRow) -> list[str]:
+def _cells(row: FunnelRow | UsageRow | LayerRow, columns: Sequence[str]) -> list[str]:
     data = msgspec.to_builtins(row)
     out = []
-    for column in COLUMNS:
+    for column in columns:
         value = data[column]
         if value is None:
             out.append("" if column != "day" else "total")
@@ -49,24 +57,37 @@ def _cells(row: FunnelRow) -> list[str]:
     return out
 
 
-def render_funnel(result: FunnelReport, fmt: str) -> str:
-    """The funnel as ``table``, ``csv`` or ``json`` text."""
+def render_funnel(result: FunnelReport, fmt: str, view: str = "funnel") -> str:
+    """The funnel (``view`` ``funnel``) or the use figures (``use``) as ``table``, ``csv``
+    or ``json`` text (JSON: the whole report, both views)."""
     if fmt == "json":
         return _json(result)
-    rows = [_cells(row) for row in [*result.rows, result.total]]
+    views: dict[str, tuple[Sequence[str], Sequence[FunnelRow | UsageRow | LayerRow]]] = {
+        "funnel": (COLUMNS, [*result.rows, result.total]),
+        "use": (USE_COLUMNS, [*result.usage.rows, result.usage.total]),
+        "layers": (LAYER_COLUMNS, result.layers),
+    }
+    columns, source = views[view]
+    rows = [_cells(row, columns) for row in source]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     lines = [
         f"campaign {result.campaign_id} ({result.time_zone}); budget"
-        f" {_money(result.budget_cents)}, left {_money(result.budget_left_cents)}",
-        "  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True)),
+        f" {_money(result.budget_cents)}, spent {_money(result.budget_spent_cents)},"
+        f" left {_money(result.budget_left_cents)}",
+        "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
     ]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    if view == "use":
+        use = result.usage
+        failures = ", ".join(f"{k} {v}" for k, v in use.failures.items()) or "none"
+        lines.append(f"users {use.users}, coupons per user {_num(use.coupons_per_user)};"
+                     f" refused uses: {failures}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -75,7 +96,12 @@ def _money(cents: int | None) -> str:
 
 
 async def stats(
-    settings: Settings, campaign_id: str, first: str | None, last: str | None, fmt: str
+    settings: Settings,
+    campaign_id: str,
+    first: str | None,
+    last: str | None,
+    fmt: str,
+    view: str = "funnel",
 ) -> int:
     """Print one campaign's funnel; exit 1 for an unknown campaign or a bad date."""
     async with open_clients(settings) as opened:
@@ -87,7 +113,7 @@ async def stats(
     if result is None:
         print(f"flashclaim stats: no campaign {campaign_id}", file=sys.stderr)
         return 1
-    print(render_funnel(result, fmt))
+    print(render_funnel(result, fmt, view))
     return 0
 
 
@@ -107,11 +133,14 @@ def render_report(result: ExperimentReport) -> str:
     if result.experiment.promoted:
         lines.append(f"promoted: {result.experiment.promoted} (everyone sees it)")
     lines.append(f"{'variant':<14}{'weight':>7}{'views':>10}{'claims':>9}{'claim rate':>12}"
-                 f"{'used':>8}{'use rate':>10}{'used/claimer':>14}")  # fmt: skip
+                 f"{'used':>8}{'use rate':>10}{'used/claimer':>14}{'GMV/claimer':>13}")  # fmt: skip
     for v in result.variants:
+        per_claimer = (
+            "-" if v.gmv_per_claimer_cents is None else _money(round(v.gmv_per_claimer_cents))
+        )
         lines.append(f"{v.name:<14}{v.weight:>7}{v.views:>10}{v.claims:>9}"
                      f"{_pct(v.claim_rate):>12}{v.used:>8}{_pct(v.use_rate):>10}"
-                     f"{_num(v.used_per_claimer):>14}")  # fmt: skip
+                     f"{_num(v.used_per_claimer):>14}{per_claimer:>13}")  # fmt: skip
     confidence = f"{1 - result.alpha:.0%}"
     for name, comparisons in result.comparisons.items():
         lines.append(f"{name} against {result.control} (difference, {confidence} interval, p):")
@@ -120,7 +149,7 @@ def render_report(result: ExperimentReport) -> str:
                         if c.ci_low is not None else "[not computable]")  # fmt: skip
             verdict = (f"significant: {c.winner} wins" if c.significant
                        else "not significant")  # fmt: skip
-            lines.append(f"  {c.metric:<18}{_num(c.a)} -> {_num(c.b)}  diff {_num(c.difference)}"
+            lines.append(f"  {c.metric:<22}{_num(c.a)} -> {_num(c.b)}  diff {_num(c.difference)}"
                          f" {interval}  p={_num(c.p_value)}  {verdict}")  # fmt: skip
     return "\n".join(lines)
 
@@ -157,7 +186,8 @@ async def experiment(
 
 
 def render_health(result: HealthReport) -> str:
-    """A health check for people: budget burn per day, use-rate swings, expiring coupons."""
+    """A health check for people: budget burn per day, use-rate swings, expiring coupons,
+    abuse refusals per day."""
     lines = [f"campaign {result.campaign_id}: budget {_money(result.budget_cents)}",
              f"{'day':<12}{'drawn':>14}{'cumulative':>16}{'plan':>16}{'vs plan':>10}"]  # fmt: skip
     for b in result.burn:
@@ -172,6 +202,9 @@ def render_health(result: HealthReport) -> str:
                      f"{change:>10}{flag}")  # fmt: skip
     lines.append(f"unused, expiring within 3 days: {result.expiring_soon};"
                  f" expired unused: {result.expired_unused}")  # fmt: skip
+    lines.append("abuse refusals per day (codes: every campaign's):")
+    for a in result.abuse:
+        lines.append(f"{a.day:<12}" + ", ".join(f"{k} {v}" for k, v in a.refusals.items()))
     return "\n".join(lines)
 
 

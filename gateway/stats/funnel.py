@@ -22,6 +22,8 @@ import asyncpg
 import msgspec
 
 from gateway.stats.exposures import ALL_CHANNELS
+from gateway.stats.layers import LayerRow, layers
+from gateway.stats.usage import UsageReport, rate, usage
 
 IsoDate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
@@ -51,12 +53,10 @@ class FunnelReport(msgspec.Struct, rename="camel"):
     rows: list[FunnelRow]
     total: FunnelRow
     budget_cents: int | None  # None: the campaign has no money budget
+    budget_spent_cents: int  # what all claims drew, over the whole campaign
     budget_left_cents: int | None  # over the whole campaign, whatever the days asked
-
-
-def rate(part: int, whole: int) -> float | None:
-    """``part / whole`` to six decimals, or None when nothing to divide by."""
-    return round(part / whole, 6) if whole else None
+    usage: UsageReport  # what the coupons did at checkout, by day of use
+    layers: list[LayerRow]  # per user layer (overlapping: a user is in several)
 
 
 _CAMPAIGN = "SELECT spec FROM campaigns WHERE id = $1"
@@ -116,6 +116,8 @@ async def funnel(
             return None
         records = await conn.fetch(_ROWS, campaign_id, low, high)
         spent = int(await conn.fetchval(_SPENT, campaign_id))
+        used = await usage(conn, campaign_id, low, high)
+        by_layer = await layers(conn, campaign_id, low, high)
     spec = msgspec.json.decode(spec_text) if isinstance(spec_text, str | bytes) else spec_text
     rows: list[FunnelRow] = []
     totals = dict.fromkeys(_COUNTS, 0)
@@ -137,5 +139,8 @@ async def funnel(
         rows=rows,
         total=_row(None, ALL_CHANNELS, totals, unique),
         budget_cents=budget,
+        budget_spent_cents=spent,
         budget_left_cents=None if budget is None else budget - spent,
+        usage=used,
+        layers=by_layer,
     )

@@ -10,8 +10,10 @@ coupons running out unused.
 * **Expiring unused.** Coupons still unused whose validity ends within ``soon_days`` (3) of
   ``now``, and those already past it but never used (nobody marked them expired).
 
-Abuse trends (BLOCKED, DEVICE_LIMIT, RATE_LIMITED per day) are not here: refusals are
-counted only in Prometheus today (``flashclaim_claims_total``), not per day in a store.
+* **Abuse trends.** Claims of the campaign refused BLOCKED, DEVICE_LIMIT or RATE_LIMITED,
+  and redeem-code guessing (CODE_INVALID, CODE_MISTYPED, CODE_LOCKED: a refused code names
+  no campaign, so these are every campaign's), per day of the campaign's zone, from
+  ``abuse_hourly`` (gateway/stats/abuse.py; as fresh as the reconciler's last round).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
-from gateway.stats.funnel import rate
+from gateway.stats.usage import rate
 
 
 class BurnDay(msgspec.Struct, rename="camel"):
@@ -46,6 +48,13 @@ class UseDay(msgspec.Struct, rename="camel"):
     swing: bool
 
 
+class AbuseDay(msgspec.Struct, rename="camel"):
+    """One day's abuse refusals by reason (campaign zone)."""
+
+    day: str
+    refusals: dict[str, int]
+
+
 class HealthReport(msgspec.Struct, rename="camel"):
     """The health check of one campaign."""
 
@@ -55,6 +64,7 @@ class HealthReport(msgspec.Struct, rename="camel"):
     use: list[UseDay]
     expiring_soon: int
     expired_unused: int
+    abuse: list[AbuseDay]
 
 
 _DAYS = """SELECT day, sum(claims) AS claims, sum(value_cents) AS drawn, sum(used) AS used
@@ -63,6 +73,9 @@ _EXPIRING = """SELECT
     count(*) FILTER (WHERE expires_at >= $2 AND expires_at < $3) AS soon,
     count(*) FILTER (WHERE expires_at < $2) AS past
 FROM coupons WHERE campaign_id = $1 AND status = 'unused'"""
+_ABUSE = """SELECT (hour AT TIME ZONE $2)::date AS day, reason, sum(refusals) AS refusals
+FROM abuse_hourly WHERE campaign_id = $1 OR (campaign_id = '' AND reason LIKE 'CODE%')
+GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 def _days(start: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
@@ -87,8 +100,12 @@ async def health(
             return None
         days = await conn.fetch(_DAYS, campaign_id)
         expiring = await conn.fetchrow(_EXPIRING, campaign_id, now, now + timedelta(days=soon_days))
-    spec = msgspec.json.decode(spec_text)
+        spec = msgspec.json.decode(spec_text)
+        abuse_rows = await conn.fetch(_ABUSE, campaign_id, spec["timeZone"])
     zone = ZoneInfo(spec["timeZone"])
+    abuse: dict[str, dict[str, int]] = {}
+    for row in abuse_rows:
+        abuse.setdefault(row["day"].isoformat(), {})[row["reason"]] = int(row["refusals"])
     budget: int | None = spec.get("budgetCents")
     by_day = {row["day"]: row for row in days}
     calendar = _days(
@@ -118,4 +135,5 @@ async def health(
         use=use,
         expiring_soon=int(expiring["soon"]) if expiring is not None else 0,
         expired_unused=int(expiring["past"]) if expiring is not None else 0,
+        abuse=[AbuseDay(day, refusals) for day, refusals in abuse.items()],
     )

@@ -16,6 +16,7 @@ import pytest
 from gateway import keys
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
+from gateway.redemption import orders
 from gateway.stats import bucketing
 from gateway.stats.ab_report import report
 from gateway.stats.abtest import two_proportions, welch
@@ -111,6 +112,16 @@ async def experiment(ops, pool, redis):
         "INSERT INTO exposure_daily VALUES ($1, 'h5', '2026-11-11', 400, 300, now())",
         [(a.id,), (b.id,)],
     )
+    # Orders, as the redemption code records their confirms: a0-a9 one of 600 yuan each;
+    # b0-b17 two orders of 500 yuan each (one per coupon).
+    confirms = [(a.id, f"a{u}", 0, 60_000) for u in range(10)]
+    confirms += [(b.id, f"b{u}", n, 50_000) for u in range(18) for n in range(2)]
+    async with pool.acquire() as conn:
+        for campaign_id, user, n, amount in confirms:
+            coupon = claim_event(campaign_id, user, n).coupon_id
+            await orders.record(conn, "confirm", [(coupon, "locked", "used", 2_000)],
+                                order_id=f"{coupon}-order", amount_cents=amount,
+                                actor=f"user:{user}", now_ms=T0_MS + 120_000)  # fmt: skip
     spec = {"id": "exp-threshold", "name": "200 vs 180", "variants": [
         {"name": "t200", "campaignId": a.id, "weight": 1},
         {"name": "t180", "campaignId": b.id, "weight": 1}]}  # fmt: skip
@@ -125,7 +136,9 @@ async def test_the_report_compares_each_variant_with_the_control(experiment, poo
     assert (control.claim_rate, other.claim_rate) == (0.1, 0.225)
     assert (control.use_rate, other.use_rate) == (0.25, 0.4)
     assert (control.used_per_claimer, other.used_per_claimer) == (0.25, 0.6)
-    claim_rate, use_rate, per_user = result.comparisons["t180"]
+    assert (control.gmv_cents, other.gmv_cents) == (600_000, 1_800_000)
+    assert (control.gmv_per_claimer_cents, other.gmv_per_claimer_cents) == (15_000, 30_000)
+    claim_rate, use_rate, per_user, gmv = result.comparisons["t180"]
     assert claim_rate == two_proportions("claim_rate", 40, 400, 90, 400)
     assert claim_rate.significant
     assert claim_rate.winner == "b"
@@ -133,6 +146,10 @@ async def test_the_report_compares_each_variant_with_the_control(experiment, poo
     a_users = [1.0] * 10 + [0.0] * 30
     b_users = [2.0] * 18 + [0.0] * 42
     assert per_user == welch("used_per_claimer", a_users, b_users)
+    a_gmv = [60_000.0] * 10 + [0.0] * 30
+    b_gmv = [100_000.0] * 18 + [0.0] * 42
+    assert gmv == welch("gmv_per_claimer_cents", a_gmv, b_gmv)
+    assert (gmv.a, gmv.b, gmv.difference) == (15_000, 30_000, 15_000)
 
 
 async def test_promotion_sends_everyone_to_the_winner(experiment, pool, redis):
@@ -171,6 +188,7 @@ async def test_the_command_reports_and_promotes(settings, experiment):
     assert shown.returncode == 0, shown.stderr
     assert "t180 against t200" in shown.stdout
     assert "claim_rate" in shown.stdout
+    assert "gmv_per_claimer_cents" in shown.stdout
     assert "significant: b wins" in shown.stdout
     promoted = flashclaim(env, "experiment", "promote", experiment.id, "t180")
     assert orjson.loads(promoted.stdout)["promoted"] == "t180"

@@ -113,7 +113,7 @@ async def test_the_command_prints_a_table_csv_and_json(settings, campaign):
         ("total", "*", "8", "0.1143"),
     ]
     table = flashclaim(env, "stats", campaign.id)
-    assert "budget 10,000.00, left 9,200.00" in table.stdout
+    assert "budget 10,000.00, spent 800.00, left 9,200.00" in table.stdout
     assert table.stdout.splitlines()[-1].split()[:5] == ["total", "*", "70", "8", "0.1143"]
     unknown = flashclaim(env, "stats", "no-such-campaign")
     assert (unknown.returncode, unknown.stderr.strip()) == (

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.stats import abuse, gauges
 from gateway.stats.health import health
+from tests.helpers import auth, claim, published
 from tests.stats.conftest import at
 
 
@@ -45,3 +47,33 @@ async def test_the_command_prints_the_check(settings, campaign):
     assert done.returncode == 0, done.stderr
     assert "2026-11-12           1         1   100.00%    +57.1%  SWING" in done.stdout
     assert "expired unused" in done.stdout
+
+
+async def test_abuse_refusals_per_day_of_the_campaigns_zone(client, ops, redis, pool, clock):
+    """Refusals tallied by the claim path, added to Redis by the worker, copied into
+    PostgreSQL by the reconciler's round (twice: nothing counts twice), folded into the
+    campaign's days: 23:30 and 00:30 in Shanghai are one UTC day but two campaign days."""
+    campaign = await published(ops, perDeviceLimit=1, budgetCents=1_000_000)
+    await ops.block(campaign.id, ["bot"], [])
+    clock.set(at("2026-11-11 23:30"))
+    for _ in range(2):
+        assert (await claim(client, "bot", campaign.id))[1]["reason"] == "BLOCKED"
+    code = {"code": "NOSUCHCODE42", "requestId": "req-code-1", "deviceId": "dev-g"}
+    response = await client.post("/api/coupon/redeem", json=code, headers=auth("guesser"))
+    guessed = (await response.json())["reason"]
+    assert guessed.startswith("CODE_")
+    await abuse.TALLY.flush(redis, clock.now_ms())
+    clock.set(at("2026-11-12 00:30"))
+    assert (await claim(client, "bot", campaign.id))[1]["reason"] == "BLOCKED"
+    assert (await claim(client, "u1", campaign.id, device="d1"))[0] == 200
+    assert (await claim(client, "u2", campaign.id, device="d1"))[1]["reason"] == "DEVICE_LIMIT"
+    await abuse.TALLY.flush(redis, clock.now_ms())
+    for _ in range(2):
+        await gauges.refresh(pool, redis, clock, 1.0)
+    report = await health(pool, campaign.id, clock.now_ms())
+    assert report is not None
+    days = {a.day: a.refusals for a in report.abuse}
+    assert days["2026-11-11"]["BLOCKED"] == 2
+    assert days["2026-11-11"][guessed] >= 1  # every campaign's code guessing
+    assert {k: v for k, v in days["2026-11-12"].items() if not k.startswith("CODE_")} == {
+        "BLOCKED": 1, "DEVICE_LIMIT": 1}  # fmt: skip
