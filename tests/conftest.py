@@ -117,6 +117,8 @@ def settings(redis_server: RedisServer | RedisClusterServers, database_url: str)
         {},
         redis_url=redis_server.url,
         redis_cluster=isinstance(redis_server, RedisClusterServers),
+        # six more redis-servers on two shared cores: connects alone can take a second
+        redis_timeout_ms=3000 if isinstance(redis_server, RedisClusterServers) else 1000,
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         admin_token=ADMIN_TOKEN,

@@ -129,8 +129,11 @@ async def _cluster_persistence(cluster: RedisCluster) -> Persistence:
 async def _node_persistence(cluster: RedisCluster, node: Any) -> Persistence:
     config: dict[str | None, str | None] = {}
     try:
-        for name in ("appendonly", "appendfsync", "save"):
-            config.update(await cluster.config_get(name, target_nodes=node))
+        names = ("appendonly", "appendfsync", "save")  # one each: Redis 6 takes one
+        for reply in await asyncio.gather(
+            *(cluster.config_get(n, target_nodes=node) for n in names)
+        ):
+            config.update(reply)
     except ResponseError:  # CONFIG renamed or forbidden
         info: dict[str, Any] = await cluster.info("persistence", target_nodes=node)
         return Persistence(bool(int(info.get("aof_enabled", 0))), "", None, "INFO persistence")
@@ -168,8 +171,11 @@ class PersistenceGuard:
 
     async def check(self) -> bool:
         """Read Redis's persistence now; False if Redis did not answer (state kept)."""
+        # A cluster's check reads the slot map (first time) and asks every node: more
+        # round trips than one Redis's single pipeline, so it gets more time.
+        timeout_s = self._timeout_s * (5 if isinstance(self._redis, RedisCluster) else 1)
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 state = await read_persistence(self._redis)
         except (RedisError, OSError) as exc:
             log.debug("could not read Redis persistence: %s", exc)
