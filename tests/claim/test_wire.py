@@ -14,7 +14,7 @@ from gateway.claim.wire import Script, Wire
 from tests.helpers import ON_CLUSTER
 
 pytestmark = pytest.mark.skipif(
-    ON_CLUSTER, reason="one Redis's connection; the cluster's is tests/claim/test_cluster.py"
+    ON_CLUSTER, reason="one Redis's connection; the cluster's is tests/cluster/test_cluster.py"
 )
 
 
