@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Demo secrets for a local run; set your own in the environment for anything else.
 export FLASHCLAIM_JWT_SECRET ?= local-demo-jwt-secret-not-for-production
 export FLASHCLAIM_ADMIN_TOKEN ?= local-demo-admin-token-not-for-production
+export FLASHCLAIM_CREDIT_PAYMENT_SECRET ?= local-demo-credit-payment-secret-not-for-production
 
 .PHONY: install tools lint types test test-cluster run bench loadtest clean
 

@@ -130,6 +130,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             tags=args.tag,
             city=args.city,
             attrs=_attributes(args.attr),
+            device=args.device,
         )
     except (InvalidClaims, ValueError) as exc:
         print(f"flashclaim token: the gateway would refuse this token: {exc}", file=sys.stderr)
@@ -364,6 +365,9 @@ def _token_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=int, default=0, help="the user's level (0-100)")
     parser.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     parser.add_argument("--city", default=None, help="the user's city (claim rules: cities)")
+    parser.add_argument(
+        "--device", default=None, help="the user's verified device (usage rule verifiedDevice)"
+    )
     parser.add_argument(
         "--attr",
         action="append",

@@ -56,6 +56,7 @@ class Reason(enum.StrEnum):
     LOCK_EXPIRED = "LOCK_EXPIRED"
     REFUND_TOO_LARGE = "REFUND_TOO_LARGE"
     REFUND_MISMATCH = "REFUND_MISMATCH"
+    DEVICE_NOT_VERIFIED = "DEVICE_NOT_VERIFIED"
     # Claim rules (gateway/rules/, codes 55-59)
     CHANNEL_SOLD_OUT = "CHANNEL_SOLD_OUT"
     DAILY_BUDGET_EXHAUSTED = "DAILY_BUDGET_EXHAUSTED"
@@ -75,6 +76,7 @@ class Reason(enum.StrEnum):
     WITHDRAWAL_NOT_ALLOWED = "WITHDRAWAL_NOT_ALLOWED"
     TOPUP_OUT_OF_RANGE = "TOPUP_OUT_OF_RANGE"
     CREDIT_PLAN_INACTIVE = "CREDIT_PLAN_INACTIVE"
+    CREDIT_NOT_APPLICABLE = "CREDIT_NOT_APPLICABLE"
 
     @property
     def code(self) -> int:
@@ -179,6 +181,12 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         HTTPStatus.CONFLICT,
         "This refundId was already used with another amount.",
     ),
+    (
+        Reason.DEVICE_NOT_VERIFIED,
+        43,
+        HTTPStatus.FORBIDDEN,
+        "This coupon is usable only on the verified device it was claimed on.",
+    ),
     # Claim rules (gateway/rules/): decided by claim.lua in the same call as stock.
     (
         Reason.CHANNEL_SOLD_OUT,
@@ -228,6 +236,12 @@ _TABLE: list[tuple[Reason, int, int, str]] = [
         "The amount is outside what this credit plan takes.",
     ),
     (Reason.CREDIT_PLAN_INACTIVE, 68, HTTPStatus.CONFLICT, "This credit plan is closed."),
+    (
+        Reason.CREDIT_NOT_APPLICABLE,
+        69,
+        HTTPStatus.CONFLICT,
+        "Shopping credit cannot pay that much of this order (after coupons, in its scope).",
+    ),
     (Reason.INTERNAL, 99, HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
     # Redeem codes. A wrong code and a used one answer alike: a guesser learns nothing.
     (Reason.CODE_INVALID, 17, HTTPStatus.CONFLICT, "This code is not valid or was already used."),

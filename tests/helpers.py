@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import subprocess
@@ -18,6 +19,7 @@ from gateway.campaigns.ops import CampaignOps, keys_of
 from gateway.campaigns.spec import Campaign, decode_spec
 from gateway.infra.auth import mint
 from gateway.infra.settings import Settings, to_env
+from gateway.stack.servers import wait_for_port
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -145,3 +147,13 @@ def flashclaim(
         text=True,
         timeout=60,
     )
+
+
+async def start_gateway(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+    """``flashclaim serve`` in a child process (a session of its own, so ``os.killpg``
+    reaches its workers too), once it listens on ``port``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", env=env, start_new_session=True
+    )
+    await asyncio.to_thread(wait_for_port, port, 30)
+    return process

@@ -39,6 +39,7 @@ class LocalStack:
             **os.environ,
             "FLASHCLAIM_JWT_SECRET": JWT_SECRET,
             "FLASHCLAIM_ADMIN_TOKEN": ADMIN_TOKEN,
+            "FLASHCLAIM_CREDIT_PAYMENT_SECRET": "local-test-credit-payment-secret-0123456789",
             "FLASHCLAIM_TRUST_FORWARDED_FOR": "true",  # load tests send client IPs
             "FLASHCLAIM_WORKERS": "2",
         }

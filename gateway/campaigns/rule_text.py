@@ -86,6 +86,8 @@ def _usage(usage: UsageRules) -> list[tuple[str, str]]:
         parts.append((f"每日{'、'.join(spans)}可用", f"usable {', '.join(spans)} daily"))
     if usage.new_users_only:
         parts.append(("仅限新用户使用", "for new users only"))
+    if usage.verified_device:
+        parts.append(("仅限领券的认证设备使用", "only on the verified device it was claimed on"))
     if usage.stacking is Stacking.EXCLUSIVE:
         parts.append(("不与其他券同享", "not combinable with other coupons"))
     elif usage.tier is not Tier.PLATFORM or usage.per_tier > 1:

@@ -123,6 +123,9 @@ class UsageRules(msgspec.Struct, rename="camel", forbid_unknown_fields=True, fro
         default_factory=list
     )  # empty: all day
     new_users_only: bool = False
+    # Free-order and high-value coupons: usable only when the token's verified device
+    # (the login service's ``device`` claim) is the device the coupon was claimed on.
+    verified_device: bool = False
     stacking: Stacking = Stacking.STACKABLE
     tier: Tier = Tier.PLATFORM
     per_tier: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1

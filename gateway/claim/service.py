@@ -171,7 +171,7 @@ class ClaimService:
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
-            winners = self.winners.of(request.campaign_id)
+            winners = self.winners.of(request.campaign_id, view.keys_for(claimant.user_id).shard)
             if winners is not None and request.request_id not in winners:
                 return Outcome(exhausted)  # not a winner's retry: nothing to look up
             return await self._batcher(self._replayers, view, self._replay, claim).submit(claim)
@@ -239,7 +239,7 @@ class ClaimService:
             replay_ttl_s=self._settings.replay_ttl_s,
             outbox_max_len=self._settings.outbox_max_len,
             claims=[_script_input(cid, claim) for claim in claims],
-            winners_max=0 if sharded else self._settings.sold_out_memory_max,
+            winners_max=self._settings.sold_out_memory_max,
         )
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
@@ -262,8 +262,7 @@ class ClaimService:
             [d.reason for d in decided.decisions],
         )
         exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
-        if not sharded:
-            self.winners.observe(view.keys, decided.issued, exhausted)
+        self.winners.observe(batch.keys, decided.issued, exhausted)  # the shard's issued
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
         outcomes = []
         for d in decided.decisions:

@@ -17,7 +17,7 @@ from typing import Annotated
 import jwt
 import msgspec
 
-from gateway.identifiers import AttributeName, Label, UserId
+from gateway.identifiers import AttributeName, DeviceId, Label, UserId
 from gateway.infra.clock import Clock
 from gateway.infra.settings import Settings
 
@@ -39,6 +39,7 @@ class TokenClaims(msgspec.Struct, frozen=True):
     level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     tags: Annotated[list[Label], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
     city: Label | None = None  # where the app's login service placed the user (trusted)
+    device: DeviceId | None = None  # the device the login service verified (trusted)
     attrs: Annotated[dict[AttributeName, float], msgspec.Meta(max_length=16)] = msgspec.field(
         default_factory=dict
     )  # numeric audience attributes (gateway/rules/)
@@ -56,6 +57,7 @@ class Claimant:
     not_before_s: int
     city: str = ""
     attrs: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
+    device: str = ""  # the token's verified device, "" when it names none
 
 
 class TokenVerifier:
@@ -124,6 +126,7 @@ class TokenVerifier:
             expires_s=claims.exp,
             not_before_s=claims.nbf,
             city=claims.city or "",
+            device=claims.device or "",
             attrs=claims.attrs,
         )
 
@@ -139,7 +142,7 @@ class InvalidClaims(ValueError):
 
 MAX_TTL_S = 10 * 365 * 86_400
 _CLAIM_NAMES = {"sub": "user id", "level": "level", "tags": "tags", "exp": "ttl", "city": "city",
-                "attrs": "attr"}  # fmt: skip
+                "attrs": "attr", "device": "device"}  # fmt: skip
 
 
 def user_token(
@@ -153,6 +156,7 @@ def user_token(
     tags: Sequence[str] = (),
     city: str | None = None,
     attrs: Mapping[str, float] | None = None,
+    device: str | None = None,
 ) -> str:
     """A token the gateway configured by ``settings`` accepts (``flashclaim token``).
 
@@ -166,6 +170,8 @@ def user_token(
         claims["city"] = city
     if attrs:
         claims["attrs"] = dict(attrs)
+    if device is not None:
+        claims["device"] = device
     try:
         msgspec.convert({"sub": user_id, "exp": now_s + ttl_s, **claims}, TokenClaims)
     except msgspec.ValidationError as exc:

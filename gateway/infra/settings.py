@@ -163,11 +163,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     experiment_cache_ms: _NonNegative = 1000  # how long a worker trusts its experiments
     abuse_flush_ms: _Positive = 5000  # how often a worker adds its abuse tally to Redis
     # Shopping credit (gateway/credit/): the payment provider's callback secret (HMAC-SHA256
-    # of the body; "" refuses every callback), how long before a bonus expires its reminder
-    # goes out, and how long an order's credit stays locked unless confirmed.
+    # of the body; "" refuses every callback) and how long before a bonus expires its
+    # reminder goes out. An order's credit is held exactly as long as its coupons' lock.
     credit_payment_secret: Annotated[str, msgspec.Meta(pattern=r"^(|[\s\S]{32,})$")] = ""
     credit_reminder_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 72
-    credit_hold_ttl_s: Annotated[int, msgspec.Meta(ge=10, le=86_400)] = 900
 
     # Operations.
     metrics_dir: str = ""

@@ -21,6 +21,9 @@ from gateway.campaigns.rule_text import RuleText, rule_text
 from gateway.campaigns.spec import Kind
 from gateway.campaigns.usage import UsageRules
 from gateway.claim.events import ClaimEvent
+from gateway.credit.journal import CreditError
+from gateway.credit.ledger import Ledger
+from gateway.credit.quote import CreditQuote, quote_credit, user_scope
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant, TokenError
 from gateway.infra.clock import Clock
@@ -53,6 +56,7 @@ class Redemption:
         self.clock = clock
         self.settings = settings
         self.caps = UseCaps(settings)
+        self.ledger = Ledger(pool, clock)  # the user's credit balance, for quotes
 
     async def recent(self, user_id: str) -> list[ClaimEvent]:
         """The user's claims not necessarily stored yet."""
@@ -119,11 +123,13 @@ class Best(msgspec.Struct, rename="camel"):
 
 
 class QuoteAnswer(msgspec.Struct, rename="camel"):
-    """Every coupon judged on the cart, and the best combination."""
+    """Every coupon judged on the cart, the best combination, and the shopping credit that
+    would pay after it (``credit.payableCents``: what is left to pay by other means)."""
 
     code: int
     coupons: list[QuotedCoupon]
     best: Best
+    credit: CreditQuote
 
 
 Outcome = Literal["LOCKED", "CONFIRMED", "CANCELLED", "EXPIRED", "REFUNDED", "PARTIALLY_REFUNDED"]
@@ -144,6 +150,12 @@ class OrderAnswer(msgspec.Struct, rename="camel"):
     locked_until_ms: int
     discounts: dict[str, int]
     allocation: dict[str, list[int]]
+    credit_cents: int  # shopping credit held (locked) or spent (confirmed) for the order
+    credit_principal_cents: int
+    credit_bonus_cents: int
+    refunded_credit_cents: int
+    credit_allocation: list[int]  # cents of credit per cart line, in cart order
+    due_cents: int  # what the order's payment collects: payCents less its credit
 
 
 # --- routes --------------------------------------------------------------------------
@@ -224,6 +236,9 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
                 r = request.app[REDEMPTION]
                 await failures.record(r.pool, exc.campaign_id, exc.reason.value, r.clock.now_ms())
             return refusal(exc.reason, exc.message)
+        except CreditError as exc:  # a safety net: orders turn the ones it expects to Refused
+            metrics.COUPON_USES.labels(operation, exc.reason.value).inc()
+            return refusal(exc.reason, str(exc))
         except asyncpg.DataError as exc:  # a value our checks let through: still the caller's
             return refusal(Reason.INVALID_REQUEST, f"a value was refused: {exc}", status=400)
         except (
@@ -231,6 +246,7 @@ def _guarded(operation: str, handler: Handler) -> Callable[[web.Request], Awaita
             asyncpg.InterfaceError,
             asyncpg.OperatorInterventionError,  # the server shutting down, say
             asyncpg.DeadlockDetectedError,
+            asyncpg.InternalClientError,  # a connection cut off mid-query fails its reset
             OSError,
         ) as exc:
             return refusal(Reason.UNAVAILABLE, f"the coupon store is unavailable: {exc}",
@@ -271,6 +287,12 @@ def _order_answer(operation: str, state: orders.OrderState) -> web.Response:
         locked_until_ms=state.locked_until_ms,
         discounts=state.discounts,
         allocation=state.allocation,
+        credit_cents=state.credit_cents,
+        credit_principal_cents=state.credit_principal_cents,
+        credit_bonus_cents=state.credit_bonus_cents,
+        refunded_credit_cents=state.refunded_credit_cents,
+        credit_allocation=state.credit_allocation,
+        due_cents=state.pay_cents - state.credit_cents,
     )
     response = web.Response(body=msgspec.json.encode(answer), content_type="application/json")
     if state.replayed:
@@ -335,7 +357,7 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
     started = time.perf_counter()
     now_ms = r.clock.now_ms()
     held = await usable_coupons(r.pool, who.user_id, now_ms, await r.recent(who.user_id))
-    result = quote(held, cart, now_ms, new_user=who.new_user)
+    result = quote(held, cart, now_ms, new_user=who.new_user, device=who.device)
     best = result.best
     answer = QuoteAnswer(
         code=0,
@@ -358,9 +380,22 @@ async def _checkout_quote(request: web.Request, who: Claimant, r: Redemption) ->
             discounts=best.discounts,
             allocation=best.allocation,
         ),
+        credit=await _credit_quote(r, who.user_id, cart, best.allocation),
     )
     metrics.QUOTE_SECONDS.observe(time.perf_counter() - started)
     return json_response(msgspec.to_builtins(answer))
+
+
+async def _credit_quote(
+    r: Redemption, user: str, cart: Cart, allocation: dict[str, list[int]]
+) -> CreditQuote:
+    """What the user's credit pays after the best coupons (``cart.creditCents``: at most)."""
+    if cart.credit_cents == 0:  # the client asked for none: no credit read
+        return CreditQuote(0, 0, 0, cart.amount_cents - sum(map(sum, allocation.values())), 0)
+    items = orders.after_coupons(cart.items, allocation)
+    balance = await r.ledger.balance(user)
+    scope = await user_scope(r.pool, user)
+    return quote_credit(balance, scope, items, cart.credit_cents)
 
 
 async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Response:
@@ -383,6 +418,7 @@ async def _use(request: web.Request, who: Claimant, r: Redemption) -> web.Respon
             now_ms=r.clock.now_ms(),
             ttl_ms=r.settings.coupon_lock_ttl_s * 1000,
             new_user=who.new_user,
+            device=who.device,
             unstored=unstored,
         )
     return _order_answer("lock", state)
@@ -450,8 +486,11 @@ _COUPON_REFUSALS: list[Answer] = [
     Reason.COUPON_VOIDED,
     Reason.NOT_APPLICABLE,
     Reason.NOT_STACKABLE,
+    Reason.DEVICE_NOT_VERIFIED,
     Reason.ORDER_MISMATCH,
     Reason.LOCK_EXPIRED,
+    Reason.INSUFFICIENT_CREDIT,
+    Reason.CREDIT_NOT_APPLICABLE,
     Reason.RATE_LIMITED,
     Reason.UNAVAILABLE,
 ]
@@ -471,13 +510,17 @@ OPERATIONS = [
               refusals=[(Reason.INVALID_REQUEST, 400), Reason.UNAVAILABLE]),
     Operation("POST", "/api/checkout/quote",
               "Each coupon's discount on a cart, and the best combination", "coupons",
-              ok=QuoteAnswer, body=Cart, auth="user", refusals=[Reason.UNAVAILABLE]),
+              ok=QuoteAnswer, body=Cart, auth="user", refusals=[Reason.UNAVAILABLE],
+              description="Coupons first, then shopping credit on what they leave (within"
+              " the credit's spend scope, at most `creditCents` when given, 0 for none)."),
     Operation("POST", "/api/coupon/use", "Lock coupons to an order, all or none", "coupons",
               ok=OrderAnswer, body=UseRequest, auth="user", refusals=_COUPON_REFUSALS,
               description="The same request again answers the same (header"
               " `Idempotent-Replayed: true`); the same orderId with other coupons or another"
               " amount is refused with ORDER_MISMATCH. The lock lasts"
-              " FLASHCLAIM_COUPON_LOCK_TTL_S (at most until a coupon's expiry)."),
+              " FLASHCLAIM_COUPON_LOCK_TTL_S (at most until a coupon's expiry)."
+              " `creditCents` holds that much shopping credit in the same transaction,"
+              " until the same time: the order holds its coupons and credit, or neither."),
     Operation("POST", "/api/coupon/use/{order_id}/confirm", "The order was paid: coupons used",
               "coupons", ok=OrderAnswer, auth="user", params=_ORDER,
               refusals=_ORDER_REFUSALS),

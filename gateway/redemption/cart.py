@@ -26,6 +26,7 @@ RefundId = OrderId
 CouponId = Annotated[str, msgspec.Meta(pattern=whole(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?"
                                                      r"[0-9a-f]{4}-?[0-9a-f]{12}"))]  # fmt: skip
 Amount = Annotated[int, msgspec.Meta(ge=1, le=MAX_CENTS)]
+CreditCents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS)]
 
 
 class Item(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -53,6 +54,9 @@ class Cart(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=Tr
     items: Items
     channel: UseChannel
     city: City | None = None
+    #: Shopping credit to apply after coupons: at most this much (absent: as much as the
+    #: credit may pay; 0: none). The quote answers what it would take.
+    credit_cents: CreditCents | None = None
 
 
 class UseRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -67,6 +71,8 @@ class UseRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, fro
     )
     coupon_id: CouponId | None = None  # the documents' single-coupon form
     city: City | None = None
+    #: Shopping credit to hold for this order, exactly (0: none), locked with its coupons.
+    credit_cents: CreditCents = 0
 
     @property
     def cart(self) -> Cart:
@@ -80,11 +86,22 @@ class UseRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, fro
         return [normal_coupon_id(c) for c in named]
 
 
+class RefundItem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    """Units of one cart line given back (``line``: its index in the order's items)."""
+
+    line: Annotated[int, msgspec.Meta(ge=0, lt=MAX_ITEMS)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
 class RefundRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
-    """``POST /api/coupon/use/{orderId}/refund``: all of it, or ``amountCents`` of it."""
+    """``POST /api/coupon/use/{orderId}/refund``: all of it, ``amountCents`` of it, or
+    the ``items`` returned (each coupon's discount and the credit come back per item)."""
 
     amount_cents: Amount | None = None
     refund_id: RefundId | None = None  # a partial refund's own id; retries reuse it
+    items: Annotated[list[RefundItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)] | None = (
+        None
+    )
 
 
 def normal_coupon_id(coupon_id: str) -> str:

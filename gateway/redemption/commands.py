@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import msgspec
 import orjson
 
 from gateway.infra import clients
@@ -18,8 +17,8 @@ from gateway.infra.clock import SystemClock
 from gateway.infra.console import progress
 from gateway.infra.settings import Settings
 from gateway.infra.signals import stop_on_signals
+from gateway.redemption.operators import Expiring, void_coupons
 from gateway.redemption.operators import expiring as find_expiring
-from gateway.redemption.operators import void_coupons
 from gateway.redemption.sweep import run_sweeper, sweep
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -69,27 +68,29 @@ async def expiring_command(settings: Settings, within: str, publish: bool) -> in
         found = await find_expiring(pool, SystemClock().now_ms(), duration_ms(within))
     finally:
         await pool.close()
-    for coupon in found:
-        print(orjson.dumps(msgspec.to_builtins(coupon)).decode())
+    reminders = [_reminder(coupon) for coupon in found]
+    for reminder in reminders:
+        print(reminder.decode())
     if publish and found:
         producer = clients.kafka_producer(settings)
         await producer.start()
         try:
-            for coupon in found:
-                await producer.send(
-                    settings.reminders_topic,
-                    orjson.dumps(
-                        {
-                            "couponId": coupon.coupon_id,
-                            "campaignId": coupon.campaign_id,
-                            "userId": coupon.user_id,
-                            "expiresAtMs": coupon.expires_at_ms,
-                        }
-                    ),
-                    key=coupon.user_id.encode(),
-                )
+            for coupon, reminder in zip(found, reminders, strict=True):
+                await producer.send(settings.reminders_topic, reminder, key=coupon.user_id.encode())
             await producer.flush()
         finally:
             await producer.stop()
         progress(f"published {len(found)} reminder(s) to {settings.reminders_topic}")
     return 0
+
+
+def _reminder(coupon: Expiring) -> bytes:
+    """A coupon about to expire as the listing prints it and the push service reads it."""
+    return orjson.dumps(
+        {
+            "couponId": coupon.coupon_id,
+            "campaignId": coupon.campaign_id,
+            "userId": coupon.user_id,
+            "expiresAtMs": coupon.expires_at_ms,
+        }
+    )

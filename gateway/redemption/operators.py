@@ -4,6 +4,13 @@
 A void is a conditional ``UPDATE`` like every transition: only a coupon that is unused
 now (never used, not held by a live lock, still valid) is voided, with an audit event
 naming the operator's reason. A coupon locked to an order is left to that order.
+
+A campaign's void also reaches coupons whose claims were answered but whose rows are not
+stored yet (in the outbox, in Kafka, or retried by the consumer later): it leaves a mark
+in ``campaign_voids`` (its instant and reason), and coupons of the campaign claimed by
+then arrive voided, with their event (migration 0011's trigger, whichever path stores
+them; the wallet and quote read the mark for coupons still on their way). A coupon
+claimed after the void is not touched by it: pause or end the campaign to stop claims.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.redemption.orders import record
-from gateway.redemption.wallet import EFFECTIVE, at, ms
+from gateway.redemption.wallet import EFFECTIVE, Conn, at, ms
 
 _VOID = f"""
 UPDATE coupons c SET status = 'voided', voided_at = $2, void_reason = $3,
@@ -36,6 +43,8 @@ async def void_coupons(
         raise ValueError("name a coupon or a campaign")
     where = "c.coupon_id = $1::uuid" if coupon_id else "c.campaign_id = $1"
     async with pool.acquire() as conn, conn.transaction():
+        if campaign_id is not None:
+            await _mark(conn, campaign_id, reason, now_ms)
         # Row locks in coupon-id order first, as every transition takes them.
         await conn.execute(
             f"SELECT 1 FROM coupons c WHERE {where} ORDER BY c.coupon_id FOR UPDATE",
@@ -54,6 +63,23 @@ async def void_coupons(
             now_ms=now_ms,
         )
     return len(voided)
+
+
+async def _mark(conn: Conn, campaign_id: str, reason: str, now_ms: int) -> None:
+    """Mark the campaign voided as of now, once inserting transactions have committed
+    (the advisory lock their trigger shares), so its coupons still on their way arrive
+    voided. A later void moves the mark on."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('campaign-void:' || $1))", campaign_id
+    )
+    await conn.execute(
+        "INSERT INTO campaign_voids (campaign_id, reason, voided_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (campaign_id) DO UPDATE SET reason = $2,"
+        " voided_at = greatest(campaign_voids.voided_at, $3)",
+        campaign_id,
+        reason,
+        at(now_ms),
+    )
 
 
 @dataclass(frozen=True, slots=True)

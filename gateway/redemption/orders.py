@@ -7,6 +7,12 @@ conditional ``UPDATE``s whose ``WHERE`` restates the state they leave, and write
 audit event per coupon, all in the same transaction: a transition and its event exist
 together or not at all. Nothing is checked outside the transaction it acts in.
 
+Shopping credit (``creditCents`` of the lock) is held in the same transaction, after
+the coupons: the order's row, its coupons, then the user's credit lock (``credit/spend``,
+under the order's ``hold_id``); refused credit (over the balance, or more than credit may
+pay after coupons) refuses the whole lock, so an order holds its coupons and its credit,
+or neither. Confirm, cancel, lock expiry and refunds move both in one transaction too.
+
 Idempotency: the order row is keyed by (user, orderId) and holds a fingerprint of the
 lock request; the same request again answers the order as it stands, another request
 under the same orderId is refused with ``ORDER_MISMATCH``. Confirm, cancel and refund
@@ -30,12 +36,15 @@ import msgspec
 
 from gateway.campaigns.usage import RefundPolicy
 from gateway.claim.events import ClaimEvent
+from gateway.credit import quote as credit_quote
+from gateway.credit import spend
+from gateway.credit.journal import HoldClosed, InsufficientCredit
 from gateway.handoff.persist import insert_claims
 from gateway.infra import metrics
 from gateway.reasons import Reason
-from gateway.redemption import wallet
-from gateway.redemption.cart import RefundRequest, UseRequest
-from gateway.redemption.pricing import judge, price, stacking_problem
+from gateway.redemption import itemized, wallet
+from gateway.redemption.cart import Item, RefundRequest, UseRequest
+from gateway.redemption.pricing import Priced, judge, price, stacking_problem
 from gateway.redemption.wallet import EFFECTIVE, Conn, at, ms
 
 
@@ -64,22 +73,33 @@ class OrderState:
     locked_until_ms: int
     discounts: dict[str, int] = field(default_factory=dict)
     allocation: dict[str, list[int]] = field(default_factory=dict)
+    credit_cents: int = 0
+    credit_principal_cents: int = 0
+    credit_bonus_cents: int = 0
+    refunded_credit_cents: int = 0
+    credit_allocation: list[int] = field(default_factory=list)
     refusal: Reason | None = None
     replayed: bool = False
 
 
 def fingerprint(request: UseRequest) -> str:
-    """What makes two lock requests the same request."""
-    canonical = msgspec.json.encode(
-        [
-            sorted(request.coupons),
-            request.amount_cents,
-            request.items,
-            request.channel,
-            request.city,
-        ]
-    )
-    return hashlib.sha256(canonical).hexdigest()
+    """What makes two lock requests the same request (credit only when some is asked, so
+    orders locked before credit existed keep their fingerprints)."""
+    fields: list[Any] = [
+        sorted(request.coupons),
+        request.amount_cents,
+        request.items,
+        request.channel,
+        request.city,
+    ]
+    if request.credit_cents:
+        fields.append({"creditCents": request.credit_cents})
+    return hashlib.sha256(msgspec.json.encode(fields)).hexdigest()
+
+
+def hold_id(user: str, order: str) -> str:
+    """The credit hold of an order (``/`` is in neither a user id nor an order id)."""
+    return f"use:{user}/{order}"
 
 
 def _state(row: asyncpg.Record | None, **extra: Any) -> OrderState:
@@ -96,6 +116,11 @@ def _state(row: asyncpg.Record | None, **extra: Any) -> OrderState:
         locked_until_ms=ms(row["locked_until"]),
         discounts=allocation.get("discounts", {}),
         allocation=allocation.get("lines", {}),
+        credit_cents=row["credit_cents"],
+        credit_principal_cents=row["credit_principal_cents"],
+        credit_bonus_cents=row["credit_bonus_cents"],
+        refunded_credit_cents=row["refunded_credit_cents"],
+        credit_allocation=allocation.get("credit", []),
         **extra,
     )
 
@@ -184,6 +209,8 @@ async def release(
         at(now_ms),
     )
     assert settled is not None  # the caller holds the row and saw it locked
+    if row["credit_cents"]:  # its credit goes back with its coupons (once: see spend)
+        await spend.release(conn, hold_id(row["user_id"], row["order_id"]), now_ms)
     if status == "expired":
         metrics.LOCK_EXPIRIES.inc()
     return settled
@@ -210,10 +237,12 @@ async def lock(
     now_ms: int,
     ttl_ms: int,
     new_user: bool,
+    device: str = "",
     unstored: Sequence[ClaimEvent] = (),
 ) -> OrderState:
     """Lock every coupon of the request to its order, or none; raise ``Refused``.
 
+    ``device``: the token's verified device (the ``verifiedDevice`` rule);
     ``unstored``: the user's recent claims; those the request names are written through
     to PostgreSQL first (the consumer's own insert, so the coupon is stored once)."""
     print_ = fingerprint(request)
@@ -240,7 +269,7 @@ async def lock(
         if through:
             stored = await insert_claims(cast(asyncpg.pool.PoolConnectionProxy, conn), through)
             metrics.WRITE_THROUGHS.inc(stored)
-        return await _lock_new(conn, user, request, now_ms, ttl_ms, new_user, actor)
+        return await _lock_new(conn, user, request, now_ms, ttl_ms, new_user, actor, device)
 
 
 async def _replay(conn: Conn, user: str, order: str, print_: str, now_ms: int) -> OrderState:
@@ -262,6 +291,7 @@ async def _lock_new(
     ttl_ms: int,
     new_user: bool,
     actor: str,
+    device: str,
 ) -> OrderState:
     ids = sorted(request.coupons)
     effective = EFFECTIVE.format(now="$2")
@@ -282,7 +312,8 @@ async def _lock_new(
         if record_["campaign_id"] not in known:
             raise Refused(Reason.COUPON_NOT_FOUND, f"you hold no coupon {coupon_id}")
         held = wallet.to_row(record_, known[record_["campaign_id"]]).held
-        verdict = judge(held, request.cart, now_ms, new_user=new_user, order=request.order_id)
+        verdict = judge(held, request.cart, now_ms, new_user=new_user, order=request.order_id,
+                        device=device)  # fmt: skip
         if verdict.refusal is not None:
             raise Refused(
                 verdict.refusal, f"coupon {coupon_id}: {verdict.message}", record_["campaign_id"]
@@ -339,18 +370,83 @@ async def _lock_new(
         actor=actor,
         now_ms=now_ms,
     )
-    allocation = {"discounts": priced.discounts, "lines": priced.allocation}
+    credit = await _hold_credit(conn, user, request, priced, until, now_ms)
+    allocation = {"discounts": priced.discounts, "lines": priced.allocation,
+                  "credit": credit.per_item,
+                  "items": [[i.total_cents, i.quantity] for i in request.items]}  # fmt: skip
     row = await conn.fetchrow(
         "UPDATE coupon_orders SET discount_cents = $3, pay_cents = amount_cents - $3,"
-        " allocation = $4::jsonb, locked_until = $5 WHERE user_id = $1 AND order_id = $2"
-        " RETURNING *",
+        " allocation = $4::jsonb, locked_until = $5, credit_cents = $6,"
+        " credit_principal_cents = $7, credit_bonus_cents = $8"
+        " WHERE user_id = $1 AND order_id = $2 RETURNING *",
         user,
         request.order_id,
         priced.discount_cents,
         msgspec.json.encode(allocation).decode(),
         at(until),
+        credit.cents,
+        credit.principal_cents,
+        credit.bonus_cents,
     )
     return _state(row)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCredit:
+    """The credit an order holds: how much, its principal/bonus split, its share per item."""
+
+    cents: int = 0
+    principal_cents: int = 0
+    bonus_cents: int = 0
+    per_item: list[int] = field(default_factory=list)
+
+
+def after_coupons(
+    items: Sequence[Item], allocation: dict[str, list[int]]
+) -> list[credit_quote.Item]:
+    """Each cart line at what it costs once the coupons' shares are taken off (the quote
+    and the lock both price credit on this)."""
+    return [
+        credit_quote.Item(
+            item.category, item.total_cents - sum(lines[i] for lines in allocation.values())
+        )
+        for i, item in enumerate(items)
+    ]
+
+
+async def _hold_credit(
+    conn: Conn, user: str, request: UseRequest, priced: Priced, until: int, now_ms: int
+) -> HeldCredit:
+    """Hold ``creditCents`` of the user's credit until the coupons' lock ends, in this
+    transaction (after the coupons: the user's credit lock comes last); refuse it all
+    when credit may not pay that much or the balance is short."""
+    if not request.credit_cents:
+        return HeldCredit()
+    items = after_coupons(request.items, priced.allocation)
+    scope = await credit_quote.user_scope(conn, user)
+    can_pay = sum(credit_quote.eligible(scope, items))
+    if request.credit_cents > can_pay:
+        raise Refused(
+            Reason.CREDIT_NOT_APPLICABLE,
+            f"credit may pay {can_pay} cents of this order, not {request.credit_cents}",
+        )
+    hold = hold_id(user, request.order_id)
+    try:
+        await spend.lock(conn, hold, user, request.credit_cents, until, now_ms)
+    except InsufficientCredit as exc:
+        raise Refused(Reason.INSUFFICIENT_CREDIT, str(exc)) from None
+    rows = await conn.fetch(
+        "SELECT a.kind, sum(p.amount_cents)::bigint AS cents FROM credit_hold_parts p"
+        " JOIN credit_accounts a USING (account_id) WHERE p.order_id = $1 GROUP BY a.kind",
+        hold,
+    )
+    parts: dict[str, int] = {r["kind"]: r["cents"] for r in rows}
+    return HeldCredit(
+        request.credit_cents,
+        parts.get("principal", 0),
+        parts.get("bonus", 0),
+        credit_quote.per_item(request.credit_cents, items, scope),
+    )
 
 
 async def confirm(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
@@ -377,6 +473,11 @@ async def confirm(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
         )
         if len(used) != len(row["coupon_ids"]):  # a coupon left the lock: never half a use
             raise Refused(Reason.LOCK_EXPIRED)
+        if row["credit_cents"]:
+            try:
+                await spend.confirm(conn, hold_id(user, order), now_ms)
+            except HoldClosed:  # released by the credit sweeper at its time: never half paid
+                raise Refused(Reason.LOCK_EXPIRED) from None
         await record(
             conn,
             "confirm",
@@ -415,60 +516,159 @@ async def cancel(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
 async def refund(
     conn: Conn, user: str, order: str, request: RefundRequest, now_ms: int
 ) -> OrderState:
-    """A confirmed order is refunded, wholly (the refund policy decides each coupon's fate)
-    or in part (coupons stay used; the refunded share of each discount is recorded)."""
+    """A confirmed order is refunded: wholly (the refund policy decides each coupon's
+    fate), by ``amountCents`` (each coupon's discount and the credit back in proportion to
+    the amount) or by ``items`` (each coupon's discount and the credit back per item,
+    ``itemized``). The credit returns to principal and bonus as it was spent."""
     async with conn.transaction():
         row = await _order_for_update(conn, user, order)
         if row["status"] not in ("confirmed", "refunded"):
             raise Refused(Reason.ORDER_STATE, f"the order is {row['status']}, not paid")
         refund_id = request.refund_id or "full"
         done = await conn.fetchrow(
-            "SELECT amount_cents FROM coupon_refunds"
+            "SELECT amount_cents, units FROM coupon_refunds"
             " WHERE user_id = $1 AND order_id = $2 AND refund_id = $3",
             user,
             order,
             refund_id,
         )
         if done is not None:
-            if request.amount_cents not in (None, done["amount_cents"]):
+            if not _same_refund(done, request):
                 raise Refused(Reason.REFUND_MISMATCH)
             return _state(row, replayed=True)
-        left = row["pay_cents"] - row["refunded_cents"]
-        amount = left if request.amount_cents is None else request.amount_cents
-        if request.refund_id is None and amount != left:
-            raise Refused(Reason.INVALID_REQUEST, "a partial refund needs its own refundId")
-        if amount > left or (request.amount_cents is None and row["status"] == "refunded"):
-            raise Refused(Reason.REFUND_TOO_LARGE, f"{left} cents are left to refund")
-        refunded = row["refunded_cents"] + amount
-        whole = refunded == row["pay_cents"]
-        shares = await _refund_coupons(conn, row, refunded, whole, now_ms)
+        plan = _by_items(row, request) if request.items else _by_amount(row, request)
+        shares = await _refund_coupons(conn, row, plan, now_ms)
+        credit_back = await _refund_credit(conn, row, plan.credit_target, refund_id, now_ms)
         await conn.execute(
             "INSERT INTO coupon_refunds (user_id, order_id, refund_id, amount_cents,"
-            " discount_cents, refunded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            " discount_cents, refunded_at, credit_cents, units)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             user,
             order,
             refund_id,
-            amount,
+            plan.amount,
             shares,
             at(now_ms),
+            credit_back,
+            plan.units_delta,
         )
         row = await conn.fetchrow(  # type: ignore[assignment]
-            "UPDATE coupon_orders SET refunded_cents = $3, status = $4"
+            "UPDATE coupon_orders SET refunded_cents = refunded_cents + $3, status = $4,"
+            " refunded_credit_cents = $5, refunded_units = $6"
             " WHERE user_id = $1 AND order_id = $2 RETURNING *",
             user,
             order,
-            refunded,
-            "refunded" if whole else "confirmed",
+            plan.amount,
+            "refunded" if plan.whole else "confirmed",
+            plan.credit_target,
+            plan.units_after,
         )
         return _state(row)
 
 
-async def _refund_coupons(
-    conn: Conn, order: asyncpg.Record, refunded: int, whole: bool, now_ms: int
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """One refund, decided: the cents of pay it returns, whether it completes the order,
+    each coupon's and the credit's refunded totals after it, and the units per line."""
+
+    amount: int
+    whole: bool
+    discount_targets: dict[str, int]  # coupon id -> discount refunded in all, after it
+    credit_target: int
+    units_after: list[int] | None = None
+    units_delta: list[int] | None = None
+
+
+def _by_amount(row: asyncpg.Record, request: RefundRequest) -> RefundPlan:
+    """All that is left, or ``amountCents`` of it: coupons and credit in proportion."""
+    left = row["pay_cents"] - row["refunded_cents"]
+    amount = left if request.amount_cents is None else request.amount_cents
+    if request.refund_id is None and amount != left:
+        raise Refused(Reason.INVALID_REQUEST, "a partial refund needs its own refundId")
+    if amount > left or (request.amount_cents is None and row["status"] == "refunded"):
+        raise Refused(Reason.REFUND_TOO_LARGE, f"{left} cents are left to refund")
+    refunded, pay = row["refunded_cents"] + amount, row["pay_cents"]
+    whole = refunded == pay
+    if row["refunded_units"] is not None and not whole:
+        raise Refused(Reason.INVALID_REQUEST, "this order is refunded by items: give items")
+
+    def part(cents: int) -> int:
+        return cents if whole or not pay else cents * refunded // pay
+
+    discounts: dict[str, int] = _allocation(row).get("discounts", {})
+    return RefundPlan(amount, whole, {c: part(d) for c, d in discounts.items()},
+                      part(row["credit_cents"]), row["refunded_units"])  # fmt: skip
+
+
+def _by_items(row: asyncpg.Record, request: RefundRequest) -> RefundPlan:
+    """The units of ``items`` returned: each coupon's and the credit's share per item."""
+    allocation = _allocation(row)
+    if "items" not in allocation:
+        raise Refused(Reason.INVALID_REQUEST, "this order predates per-item refunds: refund "
+                      "by amountCents")  # fmt: skip
+    if request.refund_id is None or request.amount_cents is not None:
+        raise Refused(Reason.INVALID_REQUEST, "a refund by items needs a refundId and no amount")
+    if row["refunded_cents"] and row["refunded_units"] is None:
+        raise Refused(Reason.INVALID_REQUEST, "this order is refunded by amount: give amountCents")
+    lines = _lines(allocation)
+    before = list(row["refunded_units"] or [0] * len(lines))
+    delta = _units(request, len(lines))
+    after = [b + d for b, d in zip(before, delta, strict=True)]
+    if any(a > line.quantity for a, line in zip(after, lines, strict=True)):
+        raise Refused(Reason.REFUND_TOO_LARGE, "more units than the order has left to refund")
+    shares = itemized.step(lines, before, after)
+    total = itemized.returned(lines, after)
+    whole = all(a == line.quantity for a, line in zip(after, lines, strict=True))
+    return RefundPlan(shares.pay_cents, whole, total.discounts, total.credit_cents, after, delta)
+
+
+def _units(request: RefundRequest, count: int) -> list[int]:
+    delta = [0] * count
+    for item in request.items or []:
+        if item.line >= count:
+            raise Refused(Reason.INVALID_REQUEST, f"the order has no line {item.line}")
+        delta[item.line] += item.quantity
+    return delta
+
+
+def _allocation(row: asyncpg.Record) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(row["allocation"])
+    return decoded
+
+
+def _lines(allocation: dict[str, Any]) -> list[itemized.Line]:
+    """The order's lines as the lock priced them (``items``: [total, quantity] per line)."""
+    per_coupon: dict[str, list[int]] = allocation.get("lines", {})
+    credit: list[int] = allocation.get("credit") or [0] * len(allocation["items"])
+    return [
+        itemized.Line(total, quantity, {c: cents[i] for c, cents in per_coupon.items()}, credit[i])
+        for i, (total, quantity) in enumerate(allocation["items"])
+    ]
+
+
+def _same_refund(done: asyncpg.Record, request: RefundRequest) -> bool:
+    """Whether ``request`` is the refund ``done`` recorded (a retry)."""
+    if request.items:
+        return list(done["units"] or []) == _units(request, len(done["units"] or []))
+    return request.amount_cents in (None, done["amount_cents"])
+
+
+async def _refund_credit(
+    conn: Conn, order: asyncpg.Record, target: int, refund_id: str, now_ms: int
 ) -> int:
-    """Move the order's coupons for a refund reaching ``refunded`` cents; return the cents
-    of discount this refund gives back (each coupon's share, proportional to what is paid
-    back, exact at the end: a whole refund gives back every discount)."""
+    """Give back the order's credit up to ``target`` cents refunded in all (principal and
+    bonus in the proportions spent: ``spend.refund``); the cents this refund returns."""
+    back: int = target - order["refunded_credit_cents"]
+    if back:
+        hold = hold_id(order["user_id"], order["order_id"])
+        await spend.refund(conn, hold, back, f"{hold}#{refund_id}", now_ms)
+    return back
+
+
+async def _refund_coupons(conn: Conn, order: asyncpg.Record, plan: RefundPlan, now_ms: int) -> int:
+    """Move the order's coupons for a refund; return the cents of discount it gives back
+    (each coupon up to its target in ``plan``; a whole refund gives back every discount)."""
+    whole = plan.whole
     user, order_id = order["user_id"], order["order_id"]
     coupons = await conn.fetch(
         "SELECT coupon_id, campaign_id, discount_cents, refunded_discount_cents, expires_at"
@@ -478,11 +678,10 @@ async def _refund_coupons(
         order_id,
     )
     known = await wallet.campaigns(conn, {c["campaign_id"] for c in coupons})
-    pay = order["pay_cents"]
     given = 0
     changes: list[tuple[str, str, str, int]] = []
     for c in coupons:
-        target = c["discount_cents"] if whole or pay == 0 else c["discount_cents"] * refunded // pay
+        target = c["discount_cents"] if whole else plan.discount_targets.get(str(c["coupon_id"]), 0)
         share = target - c["refunded_discount_cents"]
         given += share
         campaign = known.get(c["campaign_id"])
@@ -517,7 +716,7 @@ async def _refund_coupons(
         "refund" if whole else "partial_refund",
         changes,
         order_id=order_id,
-        amount_cents=refunded - order["refunded_cents"],
+        amount_cents=plan.amount,
         actor=f"user:{user}",
         now_ms=now_ms,
     )

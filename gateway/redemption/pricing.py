@@ -37,6 +37,7 @@ class Held:
     claimed_at_ms: int
     expires_at_ms: int
     order_id: str | None = None
+    device_id: str = ""  # the device it was claimed on
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,11 @@ _STATUS_REFUSALS = {
 }
 
 
-def judge(coupon: Held, cart: Cart, now_ms: int, *, new_user: bool, order: str = "") -> Verdict:
-    """Whether ``coupon`` applies to ``cart`` now (``order``: its own lock is no bar)."""
+def judge(
+    coupon: Held, cart: Cart, now_ms: int, *, new_user: bool, order: str = "", device: str = ""
+) -> Verdict:
+    """Whether ``coupon`` applies to ``cart`` now (``order``: its own lock is no bar;
+    ``device``: the token's verified device, "" for none)."""
     usage = coupon.campaign.usage
     if coupon.status != "unused" and not (coupon.status == "locked" and coupon.order_id == order):
         reason, message = _STATUS_REFUSALS.get(coupon.status, (Reason.COUPON_USED, "not usable"))
@@ -88,6 +92,12 @@ def judge(coupon: Held, cart: Cart, now_ms: int, *, new_user: bool, order: str =
         return _not(coupon, "not usable at this hour")
     if usage.new_users_only and not new_user:
         return _not(coupon, "for new users only")
+    if usage.verified_device and (not device or device != coupon.device_id):
+        return Verdict(
+            coupon,
+            refusal=Reason.DEVICE_NOT_VERIFIED,
+            message="usable only on the verified device it was claimed on",
+        )
     scope = usage.scope
     lines = tuple(
         i

@@ -33,9 +33,12 @@ class Quote:
     best: Priced
 
 
-def quote(coupons: list[Held], cart: Cart, now_ms: int, *, new_user: bool) -> Quote:
-    """Judge every coupon on ``cart`` and find the combination that takes off the most."""
-    verdicts = [judge(c, cart, now_ms, new_user=new_user) for c in coupons]
+def quote(
+    coupons: list[Held], cart: Cart, now_ms: int, *, new_user: bool, device: str = ""
+) -> Quote:
+    """Judge every coupon on ``cart`` and find the combination that takes off the most
+    (``device``: the token's verified device)."""
+    verdicts = [judge(c, cart, now_ms, new_user=new_user, device=device) for c in coupons]
     alone = [(v, price([v], cart).discount_cents if v.refusal is None else 0) for v in verdicts]
     usable = _undominated([(v, d) for v, d in alone if v.refusal is None and d > 0])
     best = Priced([])

@@ -80,6 +80,7 @@ def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
             claimed_at_ms=ms(record["claimed_at"]),
             expires_at_ms=ms(record["expires_at"]),
             order_id=record["order_id"],
+            device_id=record["device_id"],
         ),
         record["discount_cents"],
         record["refunded_discount_cents"],
@@ -90,7 +91,8 @@ def to_row(record: asyncpg.Record, campaign: Campaign) -> Row:
 async def _pending(
     conn: Conn, unstored: list[ClaimEvent], now_ms: int
 ) -> list[tuple[ClaimEvent, str]]:
-    """Claimed coupons whose rows are not stored yet, with their status now. Read in the
+    """Claimed coupons whose rows are not stored yet, with their status now (voided when
+    their campaign's void mark covers them: they will be stored voided). Read in the
     same snapshot as the user's rows (a row the consumer stores between two reads would
     otherwise be in neither)."""
     if not unstored:
@@ -100,15 +102,24 @@ async def _pending(
         [e.coupon_id for e in unstored],
     )
     have = {r["coupon_id"] for r in stored}
-    return [
-        (e, "expired" if e.expires_at_ms <= now_ms else "unused")
-        for e in unstored
-        if e.coupon_id not in have
-    ]
+    marks = await conn.fetch(
+        "SELECT campaign_id, voided_at FROM campaign_voids WHERE campaign_id = ANY($1::text[])",
+        list({e.campaign_id for e in unstored}),
+    )
+    voided_at = {r["campaign_id"]: ms(r["voided_at"]) for r in marks}
+    return [(e, _pending_status(e, now_ms, voided_at)) for e in unstored if e.coupon_id not in have]
+
+
+def _pending_status(event: ClaimEvent, now_ms: int, voided_at: dict[str, int]) -> str:
+    void = voided_at.get(event.campaign_id)
+    if void is not None and event.claimed_at_ms <= void < event.expires_at_ms:
+        return "voided"
+    return "expired" if event.expires_at_ms <= now_ms else "unused"
 
 
 def _pending_row(event: ClaimEvent, status: str, campaign: Campaign) -> Row:
-    held = Held(event.coupon_id, campaign, status, event.claimed_at_ms, event.expires_at_ms)
+    held = Held(event.coupon_id, campaign, status, event.claimed_at_ms, event.expires_at_ms,
+                device_id=event.device_id)  # fmt: skip
     return Row(held, 0, 0, event.user_id)
 
 

@@ -116,6 +116,7 @@ def test_every_usage_rule_has_words():
         "cities": ["shanghai"],
         "hours": [{"start": "07:00", "end": "09:30"}],
         "newUsersOnly": True,
+        "verifiedDevice": True,
         "tier": "shop",
         "refund": "keep",
     }
@@ -127,6 +128,7 @@ def test_every_usage_rule_has_words():
         "限shanghai使用",
         "每日07:00-09:30可用",
         "仅限新用户使用",
+        "仅限领券的认证设备使用",
         "店铺券，每单限用1张",
         "退款不退券",
     ):
@@ -138,6 +140,7 @@ def test_every_usage_rule_has_words():
         "in shanghai only",
         "usable 07:00-09:30 daily",
         "new users only",
+        "only on the verified device it was claimed on",
         "a shop coupon",
         "refund",
     ):

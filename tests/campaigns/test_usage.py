@@ -35,6 +35,7 @@ def test_a_spec_without_usage_restricts_nothing():
         ({"channels": ["fax"]}, "usage.channels[0]"),
         ({"tier": "galaxy"}, "usage.tier"),
         ({"perTier": 0}, "usage.perTier"),
+        ({"verifiedDevice": "yes"}, "usage.verifiedDevice"),
         ({"scope": {"brands": ["bad brand"]}}, "usage.scope.brands[0]"),
         ({"surprise": 1}, "usage"),
     ],

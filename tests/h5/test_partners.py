@@ -6,10 +6,12 @@ from __future__ import annotations
 import functools
 import json
 
+import msgspec
 import pytest
 
 from gateway.campaigns.pages import PageCopy, PageSetup
-from gateway.h5.partners import base_url, qr_code
+from gateway.campaigns.spec import Campaign, decode_spec
+from gateway.h5.partners import base_url, page_link, qr_code
 from gateway.infra.settings import ConfigError, Settings
 from tests.helpers import ADMIN_TOKEN, child_env, flashclaim, published, spec
 
@@ -170,3 +172,11 @@ def test_the_public_base_url_is_an_http_origin_and_path(base):
         {}, jwt_secret="j" * 32, admin_token="a" * 32, public_base_url="https://m.example/shop/"
     )
     assert base_url(fine) == "https://m.example/shop"
+
+
+def test_a_campaign_name_with_control_characters_makes_a_one_line_title():
+    """Found by the fuzz suite: the page falls back to the campaign's name as its title."""
+    campaign = msgspec.convert(msgspec.to_builtins(decode_spec(spec(name="Double\n11\x01"))),
+                               Campaign)  # fmt: skip
+    link = page_link(campaign, "app", "https://x.example")
+    assert link.page.title == "Double11"

@@ -8,6 +8,7 @@ and from SREs' own longer runs.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -82,6 +83,11 @@ def test_checkout_uses_coupons_and_the_use_verdict_passes(local_stack):
     assert "use verdict: PASS" in output
     assert "use: LOCKED" in output
     assert "confirm: CONFIRMED" in output
+    assert "credit verdict: PASS" in output  # the ledger whole, each shopper's credit right
+    spent = re.search(r"credit verdict: (\d+) shoppers topped up (\d+) cents, spent (\d+)", output)
+    assert spent, output
+    assert int(spent[1]) > 0
+    assert int(spent[3]) > 0  # orders were paid with credit
 
 
 def test_retry_storm_replays_one_coupon_per_request(local_stack):

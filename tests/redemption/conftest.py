@@ -15,6 +15,10 @@ from gateway.campaigns.ops import CampaignOps
 from gateway.campaigns.spec import Campaign, decode_spec
 from gateway.claim.events import ClaimEvent
 from gateway.handoff.persist import insert_claims
+from tests.credit.conftest import credit_pool, ledger, plans, topups  # noqa: F401 (orders paid with credit)
+
+# The hand-off fault tests' own servers (a Redis with an AOF, a PostgreSQL) serve ours too.
+from tests.handoff.test_faults import own_postgres, own_redis  # noqa: F401
 from tests.helpers import DAY_MS, T0_MS, spec
 
 _ids = itertools.count()
@@ -37,7 +41,7 @@ CART: dict[str, Any] = {
 @pytest.fixture
 async def orders_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
     """The test database with no orders, refunds or events left from another test."""
-    await pool.execute("TRUNCATE coupon_refunds, coupon_orders, coupon_events")
+    await pool.execute("TRUNCATE coupon_refunds, coupon_orders, coupon_events, campaign_voids")
     return pool
 
 

@@ -58,6 +58,19 @@ def test_each_usage_rule_refuses_with_its_reason(overrides, reason, words):
     assert words in verdict.message
 
 
+def test_a_verified_device_coupon_needs_the_device_it_was_claimed_on():
+    coupon = Held("a", campaign(usage={"verifiedDevice": True}), "unused", T0_MS, T0_MS + DAY_MS,
+                  device_id="dev-1")  # fmt: skip
+    for device in ("", "dev-2"):
+        verdict = judge(coupon, cart(), NOW, new_user=False, device=device)
+        assert verdict.refusal is Reason.DEVICE_NOT_VERIFIED
+        assert "verified device" in verdict.message
+        assert quote([coupon], cart(), NOW, new_user=False, device=device).best.coupons == []
+    assert judge(coupon, cart(), NOW, new_user=False, device="dev-1").refusal is None
+    plain = held("b")  # the rule off: any device, or none
+    assert judge(plain, cart(), NOW, new_user=False, device="dev-2").refusal is None
+
+
 def test_status_and_expiry_refuse():
     assert judge(held("a", status="used"), cart(), NOW, new_user=False).refusal is (
         Reason.COUPON_USED

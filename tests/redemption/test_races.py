@@ -152,10 +152,11 @@ async def test_confirms_voids_and_locks_over_the_same_coupons_never_deadlock(
     many, make_campaign, give
 ):
     tiers = ["shop", "category", "platform"]
-    campaigns = [await make_campaign(usage={"tier": t}, faceValueCents=1_000,
-                                     thresholdCents=2_000) for t in tiers]  # fmt: skip
     late = NOW + TTL  # the first lock ran out: others may take the coupons, in any order
     for round_ in range(8):
+        # Fresh campaigns each round: a campaign's void also voids its coupons stored later.
+        campaigns = [await make_campaign(usage={"tier": t}, faceValueCents=1_000,
+                                         thresholdCents=2_000) for t in tiers]  # fmt: skip
         coupons = [await give(c) for c in campaigns]
         order = f"a-{round_}"
         async with many.acquire() as conn:

@@ -249,3 +249,36 @@ async def test_locks_and_failed_locks_are_capped_per_user(make_client, now, make
     now.advance(3_600_000)
     coupon = await give(await make_campaign())
     assert (await post(client, "/api/coupon/use", use_body("o-10", [coupon])))[0] == 200
+
+
+async def test_a_verified_device_coupon_is_quoted_and_locked_only_on_its_device(
+    client, now, make_campaign, give, orders_pool
+):
+    campaign = await make_campaign(kind="free_order", faceValueCents=0, thresholdCents=0,
+                                   maxDiscountCents=20_000,
+                                   usage={"verifiedDevice": True})  # fmt: skip
+    coupon = await give(campaign)  # claimed on dev-1
+    for claims in ({}, {"device": "dev-2"}):
+        response = await client.post("/api/checkout/quote", json=CART, headers=auth("u1", **claims))
+        quoted = await response.json()
+        assert quoted["best"]["couponIds"] == []
+        [seen] = quoted["coupons"]
+        assert (seen["applies"], seen["reason"]) == (False, "DEVICE_NOT_VERIFIED")
+        response = await client.post("/api/coupon/use", json=use_body("o-1", [coupon]),
+                                     headers=auth("u1", **claims))  # fmt: skip
+        refused = await response.json()
+        assert (response.status, refused["reason"], refused["code"]) == (
+            403,
+            "DEVICE_NOT_VERIFIED",
+            43,
+        )
+    assert await orders_pool.fetchval("SELECT count(*) FROM coupon_orders") == 0
+    assert await orders_pool.fetchval("SELECT status FROM coupons") == "unused"
+    on_its_device = auth("u1", device="dev-1")
+    quoted = await (await client.post("/api/checkout/quote", json=CART,
+                                      headers=on_its_device)).json()  # fmt: skip
+    assert quoted["best"]["couponIds"] == [coupon]
+    response = await client.post("/api/coupon/use", json=use_body("o-1", [coupon]),
+                                 headers=on_its_device)  # fmt: skip
+    locked = await response.json()
+    assert (response.status, locked["reason"], locked["discountCents"]) == (200, "LOCKED", 20_000)

@@ -59,6 +59,7 @@ export const REASONS = {
   LOCK_EXPIRED: ["error", "支付超时，券已退回，请重新下单", "Payment timed out; the coupon is back, order again"],
   REFUND_TOO_LARGE: ["error", "退款金额超过可退金额", "The refund is more than what is left to refund"],
   REFUND_MISMATCH: ["error", "退款信息有误", "This refund was already made with another amount"],
+  DEVICE_NOT_VERIFIED: ["error", "此券仅限在领券的认证设备上使用", "Use this coupon on the verified device you claimed it on"],
   CHANNEL_SOLD_OUT: ["sold_out", "本渠道的券已抢光", "This channel's coupons are gone"],
   DAILY_BUDGET_EXHAUSTED: ["sold_out", "今日活动预算已用完，明天再来", "Today's budget is spent; come back tomorrow"],
   USER_MONEY_LIMIT: ["limit", "您领取的券金额已达上限", "You reached the most coupon value allowed"],
@@ -76,6 +77,7 @@ export const REASONS = {
   WITHDRAWAL_NOT_ALLOWED: ["not_eligible", "该充值方案不支持提现", "This credit plan does not allow withdrawals"],
   TOPUP_OUT_OF_RANGE: ["error", "充值金额不在方案范围内", "The amount is outside what this plan takes"],
   CREDIT_PLAN_INACTIVE: ["ended", "该充值方案已关闭", "This credit plan is closed"],
+  CREDIT_NOT_APPLICABLE: ["not_eligible", "购物金不能支付这么多（券后、限品类）", "Credit cannot pay that much of this order"],
   // the client's own: no answer came back, or one that was not the gateway's
   NETWORK_ERROR: ["try_later", "网络不稳定，请稍后再试", "Network trouble; try again shortly"],
   HTTP_ERROR: ["try_later", "服务繁忙，请稍后再试", "Unavailable right now; try again shortly"],
