@@ -37,15 +37,15 @@ types: install ## mypy, strict
 	$(BIN)/mypy
 
 # The claim and hand-off suites run a second time on a local Redis Cluster (3 masters +
-# 3 replicas) in `make test`; `make test-cluster` adds the fault and load-test suites.
+# 3 replicas) in `make test`; `make test-cluster` adds the fault, load-test and shard suites.
 CLUSTER_QUICK := tests/claim tests/handoff/test_handoff.py
-CLUSTER_ALL := tests/claim tests/handoff tests/loadtests tests/cluster
+CLUSTER_ALL := tests/claim tests/handoff tests/loadtests tests/cluster tests/shards
 
 test: tools lint types ## lint, types, the whole suite, then claim and hand-off tests on a Redis Cluster
 	$(BIN)/pytest
 	TEST_REDIS_CLUSTER=1 $(BIN)/pytest -q $(CLUSTER_QUICK) --deselect tests/claim/test_model.py
 
-test-cluster: tools install ## the claim, hand-off, fault and load-test suites on a local Redis Cluster
+test-cluster: tools install ## the claim, hand-off, fault, load-test and stock-shard suites on a local Redis Cluster
 	TEST_REDIS_CLUSTER=1 $(BIN)/pytest -q $(CLUSTER_ALL)
 
 run: install ## the whole stack: Redis, Kafka, PostgreSQL if none answer, gateway, relay, consumer

@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from gateway.campaigns.ops import keys_of, write_campaign
 from gateway.campaigns.spec import Campaign, Status, decode_spec
@@ -46,7 +49,7 @@ from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
 from gateway.reasons import Reason
 from gateway.shards.stock import ShardedStock, all_shards, shard_of
-from gateway.stack.servers import RedisServer
+from gateway.stack.servers import RedisClusterServers, RedisServer
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_SHARDS_SECONDS", "4"))
@@ -55,6 +58,7 @@ SHARDS = 4
 MANY = 64
 DRAIN_STOCK = 20_000
 OUT = Path(__file__).resolve().parent / "out"
+Runs = dict[str, list[dict[str, float]]]  # per workload, each round's figures
 BASES = {"sold out, 4 shards": "sold out, 1 shard"}  # the others compare with "hot, 1 shard"
 
 
@@ -77,25 +81,29 @@ def campaign(campaign_id: str, stock: int, shards: int) -> Campaign:
 
 
 class Counts:
-    """Redis's and this process's counters, to take differences of."""
+    """Redis's counters (summed over the masters given) and this process's, to take
+    differences of."""
 
-    def __init__(self, info: dict[str, Any], stats: dict[str, Any]) -> None:
-        self.redis_cpu_s = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        evalsha = stats.get("cmdstat_evalsha", {})
-        self.script_us = float(evalsha.get("usec", 0))
-        self.calls = int(evalsha.get("calls", 0))
+    def __init__(self, infos: list[dict[str, Any]], stats: list[dict[str, Any]]) -> None:
+        self.redis_cpu_s = sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
+        evalsha = [s.get("cmdstat_evalsha", {}) for s in stats]
+        self.script_us = sum(float(e.get("usec", 0)) for e in evalsha)
+        self.calls = sum(int(e.get("calls", 0)) for e in evalsha)
         self.own_cpu_s = time.process_time()
         self.wall_s = time.perf_counter()
 
 
-async def counts(redis: Any) -> Counts:
-    return Counts(await redis.info("cpu"), await redis.info("commandstats"))
+async def counts(nodes: list[Any]) -> Counts:
+    """Counters of every Redis in ``nodes`` (one server, or each master of a cluster)."""
+    infos = [await node.info("cpu") for node in nodes]
+    return Counts(infos, [await node.info("commandstats") for node in nodes])
 
 
 class Bench:
     def __init__(self, settings: Settings) -> None:
         self.redis = redis_client(settings)
         self.service = ClaimService(self.redis, SystemClock(), settings)
+        self.nodes: list[Any] = [self.redis]  # whose counters to sum: each master on a cluster
         self.users = 0
 
     async def run(self, campaign_ids: list[str], seconds: float) -> dict[str, float]:
@@ -111,9 +119,9 @@ class Bench:
                 decided += 1
                 accepted += outcome is Reason.ACCEPTED
 
-        before = await counts(self.redis)
+        before = await counts(self.nodes)
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        after = await counts(self.redis)
+        after = await counts(self.nodes)
         return figures(before, after, decided, accepted)
 
     async def grant(self, campaign_id: str, user: str = "") -> Reason:
@@ -155,9 +163,9 @@ async def drain(bench: Bench) -> dict[str, float]:
             reason = await bench.grant("drain", user)
             reasons[reason.value] = reasons.get(reason.value, 0) + 1
 
-    before = await counts(bench.redis)
+    before = await counts(bench.nodes)
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    after = await counts(bench.redis)
+    after = await counts(bench.nodes)
     stock = ShardedStock(bench.redis)
     shard_keys = all_shards(keys_of(campaign("drain", DRAIN_STOCK, SHARDS)), SHARDS)
     issued = sum([int(await bench.redis.hget(k.counters, "issued") or 0) for k in shard_keys])
@@ -167,6 +175,17 @@ async def drain(bench: Bench) -> dict[str, float]:
     result.update(issued=issued, left=left, transfers=transfers, reasons=reasons)
     assert issued == DRAIN_STOCK == reasons.get("ACCEPTED"), (issued, reasons)
     return result
+
+
+async def interleaved(bench: Bench, workloads: dict[str, list[str]]) -> Runs:
+    """A warm-up (caches, scripts loaded), then every workload once per round."""
+    for ids in workloads.values():
+        await bench.run(ids, 0.5)
+    runs: Runs = {name: [] for name in workloads}
+    for _ in range(ROUNDS):
+        for name, ids in workloads.items():
+            runs[name].append(await bench.run(ids, SECONDS))
+    return runs
 
 
 async def main() -> None:
@@ -189,46 +208,94 @@ async def main() -> None:
                 await write_campaign(bench.redis, campaign(cid, SHARDS, shards))
             for cid in workloads[f"{MANY} campaigns"]:
                 await write_campaign(bench.redis, campaign(cid, 10**9, 1))
-            for ids in workloads.values():  # warm-up: caches, scripts loaded
-                await bench.run(ids, 0.5)
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in workloads}
-            for _ in range(ROUNDS):
-                for name, ids in workloads.items():
-                    runs[name].append(await bench.run(ids, SECONDS))
+            runs = await interleaved(bench, workloads)
             drained = await drain(bench)
             await bench.service.aclose()
             await bench.redis.aclose()
         finally:
             server.stop()
-    report(runs, drained)
+    clustered, placement = await on_cluster()
+    report(runs, drained, clustered, placement)
 
 
-def report(runs: dict[str, list[dict[str, float]]], drained: dict[str, Any]) -> None:
-    columns = ("claims_per_s", "gateway_cpu_us_per_claim", "redis_script_us_per_claim",
-               "redis_cpu_us_per_claim", "claims_per_script_call")  # fmt: skip
-    print(f"\nstock shards, one redis-server, {ROUNDS} rounds of {SECONDS:.0f} s (medians)")
-    print(f"{'workload':<20}{'claims/s':>10}{'gw µs':>8}{'script µs':>11}{'redis µs':>10}"
-          f"{'batch':>10}{'1e6/redis µs':>14}  ratio to 1 shard, per round")  # fmt: skip
-    medians = {}
-    for name, rounds in runs.items():
-        med = {c: statistics.median(r[c] for r in rounds) for c in columns}
-        medians[name] = med
-        base = runs[BASES.get(name, "hot, 1 shard")]
-        ratios = [r["claims_per_s"] / b["claims_per_s"] for r, b in
-                  zip(rounds, base, strict=True)]  # fmt: skip
-        print(f"{name:<20}{med['claims_per_s']:>10,.0f}{med['gateway_cpu_us_per_claim']:>8.1f}"
-              f"{med['redis_script_us_per_claim']:>11.1f}{med['redis_cpu_us_per_claim']:>10.1f}"
-              f"{med['claims_per_script_call']:>10,.1f}"
-              f"{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
-              f"  {', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
+async def on_cluster() -> tuple[Runs, list[str]]:
+    """One hot campaign over 1 and over 4 shards on a local cluster of 3 masters (and 3
+    replicas, AOF everysec, as the tests run it); Redis counters summed over the masters
+    (the replicas' CPU, on the same two cores, is not counted). Also where each shard's
+    slot lands."""
+    with tempfile.TemporaryDirectory() as data:
+        cluster = RedisClusterServers(Path(data)).start()
+        try:
+            bench = Bench(Settings(redis_url=cluster.url, redis_cluster=True))
+            await bench.service.detect_server()
+            masters = cluster_masters(cluster)
+            bench.nodes = [Redis.from_url(m.url, decode_responses=True) for m in masters]
+            placement = []
+            for cid, shards in (("hot-1", 1), ("hot-4", SHARDS)):
+                await write_campaign(bench.redis, campaign(cid, 10**9, shards))
+                for shard, keys in enumerate(all_shards(keys_of(campaign(cid, 1, shards)), shards)):
+                    master = masters.index(cluster.master_of(keys.counters))
+                    placement.append(
+                        f"{cid} shard {shard}: slot {key_slot(keys.counters.encode())},"
+                        f" master {master} of {len(masters)}"
+                    )
+            runs = await interleaved(
+                bench, {"cluster, hot, 1 shard": ["hot-1"], "cluster, hot, 4 shards": ["hot-4"]}
+            )
+            await bench.service.aclose()
+            await bench.redis.aclose()
+            for node in bench.nodes:
+                await node.aclose()
+        finally:
+            cluster.stop()
+    return runs, placement
+
+
+def cluster_masters(cluster: RedisClusterServers) -> list[RedisServer]:
+    """The cluster's masters, in slot order (from ``CLUSTER SLOTS``)."""
+    with SyncRedis.from_url(cluster.url, decode_responses=True) as client:
+        slots: list[list[Any]] = client.cluster("slots")
+    ports = [int(master[1]) for _, _, master, *_ in sorted(slots)]
+    return [next(n for n in cluster.nodes if n.port == port) for port in ports]
+
+
+def report(runs: Runs, drained: dict[str, Any], clustered: Runs, placement: list[str]) -> None:
+    medians = table(f"stock shards, one redis-server, {ROUNDS} rounds of {SECONDS:.0f} s", runs)
     print(f"drain: {DRAIN_STOCK:,} over {SHARDS} shards, 70 % of users on shard 0: issued "
           f"{drained['issued']:,} (exact), {drained['transfers']} transfers, "
           f"{drained['claims_per_s']:,.0f} claims/s, redis {drained['redis_cpu_us_per_claim']:.1f}"
           f" µs/claim, answers {drained['reasons']}")  # fmt: skip
+    title = f"one hot campaign on a local Redis Cluster, 3 masters + 3 replicas, {ROUNDS} rounds"
+    cluster_medians = table(title + f" of {SECONDS:.0f} s; redis µs summed over the masters",
+                            clustered)  # fmt: skip
+    print("\n".join(placement))
     OUT.mkdir(exist_ok=True)
-    (OUT / "shards_bench.json").write_text(
-        json.dumps({"rounds": runs, "medians": medians, "drain": drained}, indent=2)
-    )
+    figures = {"rounds": runs, "medians": medians, "drain": drained, "cluster_rounds": clustered,
+               "cluster_medians": cluster_medians, "cluster_placement": placement}  # fmt: skip
+    (OUT / "shards_bench.json").write_text(json.dumps(figures, indent=2))
+
+
+def table(title: str, runs: Runs) -> dict[str, dict[str, float]]:
+    """Print medians per workload and per-round ratios to its 1-shard base; the medians."""
+    columns = ("claims_per_s", "gateway_cpu_us_per_claim", "redis_script_us_per_claim",
+               "redis_cpu_us_per_claim", "claims_per_script_call")  # fmt: skip
+    print(f"\n{title} (medians)")
+    print(f"{'workload':<24}{'claims/s':>10}{'gw µs':>8}{'script µs':>11}{'redis µs':>10}"
+          f"{'batch':>10}{'1e6/redis µs':>14}  ratio to 1 shard, per round")  # fmt: skip
+    medians = {}
+    first = next(iter(runs))
+    for name, rounds in runs.items():
+        med = {c: statistics.median(r[c] for r in rounds) for c in columns}
+        medians[name] = med
+        base = runs[BASES.get(name, first)]
+        ratios = [r["claims_per_s"] / b["claims_per_s"] for r, b in
+                  zip(rounds, base, strict=True)]  # fmt: skip
+        print(f"{name:<24}{med['claims_per_s']:>10,.0f}{med['gateway_cpu_us_per_claim']:>8.1f}"
+              f"{med['redis_script_us_per_claim']:>11.1f}{med['redis_cpu_us_per_claim']:>10.1f}"
+              f"{med['claims_per_script_call']:>10,.1f}"
+              f"{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
+              f"  {', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
+    return medians
 
 
 if __name__ == "__main__":
