@@ -48,7 +48,7 @@ USERS ?= 200
 DURATION ?= 60s
 SPAWN_RATE ?= $(USERS)
 LOCUST_ARGS ?=
-loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|double11 USERS=.. DURATION=..
+loadtest: install ## make loadtest SCENARIO=seckill|skydrop|skydrop_open|bind_herd|retry_storm|abuse|checkout|codes|double11 USERS=.. DURATION=..
 	@mkdir -p reports
 	@set -a; [ ! -f var/stack.env ] || . ./var/stack.env; set +a; \
 	$(BIN)/python -m locust -f loadtests/$(SCENARIO).py --headless \
@@ -57,16 +57,19 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|retry_storm|abuse|do
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
 # Also: p99 at half the peak, RSS after a 100k-user herd (PROFILE=1: a flame graph; BENCH_WORKERS=2).
-bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end; H5 herd; channels; use; funnel; credit
+bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end; consumer A/B; rejoin; H5 herd; channels; use; funnel; credit; shards
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
 	$(BIN)/python -m bench.e2e_bench
+	$(BIN)/python -m bench.handoff_ab
+	$(BIN)/python -m bench.rejoin_bench
 	$(BIN)/python -m bench.public_bench
 	$(BIN)/python -m bench.channels_bench
 	$(BIN)/python -m bench.redemption_bench
 	$(BIN)/python -m bench.stats_bench
 	$(BIN)/python -m bench.credit_bench
+	$(BIN)/python -m bench.shards_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

@@ -25,7 +25,7 @@ from gateway.campaigns.ops import write_campaign
 from gateway.campaigns.spec import Campaign, Status, decode_spec
 from gateway.claim.events import ClaimEvent
 from gateway.claim.service import ClaimRequest, ClaimService, _Claim
-from gateway.handoff.persist import insert_claims, insert_claims_unnest
+from gateway.handoff.persist import insert_claims, insert_claims_staged, insert_claims_unnest
 from gateway.infra.auth import Claimant
 from gateway.infra.clients import redis_client
 from gateway.infra.clock import SystemClock
@@ -268,10 +268,24 @@ async def persist_batch(redis_url: str) -> AsyncIterator[Pair]:
         )
 
 
+@asynccontextmanager
+async def persist_direct(redis_url: str) -> AsyncIterator[Pair]:
+    """The consumer's write, 5,000 new claims a transaction: COPY into staging + INSERT
+    SELECT (A) or COPY straight into coupons in a savepoint (B)."""
+    async with _coupons_db() as conn:
+        yield Pair(
+            "staged",
+            _persist_step(conn, insert_claims_staged, 5000),
+            "direct COPY",
+            _persist_step(conn, insert_claims, 5000),
+        )
+
+
 SCENARIOS: dict[str, Scenario] = {
     "bind": bind,
     "lean": lean,
     "herd": herd,
     "persist": persist,
     "persist-batch": persist_batch,
+    "persist-direct": persist_direct,
 }

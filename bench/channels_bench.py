@@ -2,7 +2,9 @@
 
 1. codes   1,000,000 codes (``BENCH_CODES``) generated, hashed, COPYed into PostgreSQL and
            written to Redis (``CodeBatches.create``), and the CSV written; the part that
-           only makes and hashes codes is timed apart;
+           only makes and hashes codes is timed apart; then Redis forgets the campaign's
+           codes and ``flashclaim recover`` rebuilds them from ``code_batches`` (timed,
+           with its ratio to storing them in the first place);
 2. bind    a bind job over ``BENCH_BIND_USERS`` users (CSV on disk, checkpoints in
            PostgreSQL, report on disk) against the baseline of the same number of claims
            sent straight to ``ClaimService.grant`` in batches of the same size, in the same
@@ -23,6 +25,8 @@ import time
 from pathlib import Path
 
 from bench.claim_bench import ADMIN_TOKEN, JWT_SECRET, OUT, POSTGRES_URL, publish
+from gateway.campaigns.ops import CampaignOps, keys_of
+from gateway.campaigns.store import CampaignStore
 from gateway.channels.bind import BindRunner, device_for
 from gateway.channels.bind_store import BindJobs
 from gateway.channels.code_store import CodeBatches, csv_lines
@@ -32,6 +36,8 @@ from gateway.infra import clients
 from gateway.infra.auth import Claimant
 from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
+from gateway.keys import CODE_INDEX
+from gateway.ops.recover import recover
 from gateway.stack.servers import RedisServer, drop_database, scratch_database
 
 CODES = int(os.environ.get("BENCH_CODES", "1000000"))
@@ -56,10 +62,17 @@ async def bench_codes(settings: Settings, work: Path) -> dict[str, float]:
             for chunk in csv_lines(campaign_id, batch_id, codes):
                 out.write(chunk)
         stored = time.perf_counter() - started
+        await redis.delete(keys_of(await CampaignStore(pool).get(campaign_id)).codes, CODE_INDEX)
+        ops = CampaignOps(CampaignStore(pool), redis, SystemClock())
+        started = time.perf_counter()
+        rebuilt = await recover(ops, pool, redis, SystemClock(), settings, campaign_id)
+        recovered = time.perf_counter() - started
+        assert rebuilt.codes == CODES, rebuilt
     finally:
         await pool.close()
         await redis.aclose()
-    return {"codes": CODES, "make_and_hash_s": made, "generate_store_export_s": stored}
+    return {"codes": CODES, "make_and_hash_s": made, "generate_store_export_s": stored,
+            "recover_s": recovered}  # fmt: skip
 
 
 async def bench_bind(settings: Settings, work: Path) -> dict[str, float]:
@@ -118,7 +131,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"codes: {codes['codes']:,} made and hashed in {codes['make_and_hash_s']:.1f} s;"
           f" generated, stored (PostgreSQL + Redis) and exported in"
-          f" {codes['generate_store_export_s']:.1f} s")  # fmt: skip
+          f" {codes['generate_store_export_s']:.1f} s; recover rebuilt them in"
+          f" {codes['recover_s']:.1f} s (ratio to storing"
+          f" {codes['recover_s'] / codes['generate_store_export_s']:.2f})")  # fmt: skip
     ratio = bind["bind_users_per_s"] / bind["baseline_claims_per_s"]
     print(f"bind: {bind['users']:,} users: straight claims {bind['baseline_claims_per_s']:,.0f}/s,"
           f" bind job {bind['bind_users_per_s']:,.0f} users/s (ratio {ratio:.2f});"

@@ -1,11 +1,12 @@
 """``make bench`` (second part): claims from request to row, and the consumer alone.
 
-1. consumer   N claim events already in Kafka are persisted by one ``ClaimConsumer``;
-              its rows/s is compared with a plain asyncpg COPY of the same rows into an
-              empty table of the same shape, measured in the same run;
-2. end to end one gateway worker (with its relay) and one consumer process; wrk drives
-              accepted claims for a while; the rate is rows stored divided by the time
-              from the first request until the last row landed.
+1. consumer   N claim events already in Kafka are persisted by one ``ClaimConsumer``
+              (timed from its partition assignment to its last row, as
+              ``bench/handoff_ab.py``); its rows/s is compared with a plain asyncpg COPY
+              of the same rows into an empty table of the same shape, in the same run;
+2. end to end one gateway worker (``BENCH_WORKERS``, each with its relay) and one
+              consumer process; wrk drives accepted claims for a while; the rate is rows
+              stored divided by the time from the first request until the last row landed.
 
 Figures are printed and written to ``bench/out/e2e_bench.json``.
 """
@@ -20,17 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
+from bench import handoff_ab
 from bench.claim_bench import (
     ADMIN_TOKEN,
     JWT_SECRET,
     OUT,
     POSTGRES_URL,
+    WORKERS,
     gateway_env,
     publish,
     run_wrk,
@@ -39,9 +40,7 @@ from bench.claim_bench import (
     wrk_script,
 )
 from gateway.claim import events
-from gateway.handoff import persist
 from gateway.handoff.consumer import ClaimConsumer
-from gateway.infra import clients
 from gateway.infra.settings import Settings
 from gateway.stack.servers import (
     KafkaBroker,
@@ -55,89 +54,26 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "50000"))
 DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
 
 
-def sample_events(n: int) -> list[events.ClaimEvent]:
-    """``n`` distinct accepted claims."""
-    now = int(time.time() * 1000)
-    return [
-        events.ClaimEvent(
-            coupon_id=str(uuid.uuid4()),
-            campaign_id="bench",
-            user_id=f"user-{i}",
-            device_id=f"dev-{i}",
-            request_id=f"req-{i:08d}",
-            channel="seckill",
-            value_cents=500,
-            claimed_at_ms=now,
-            expires_at_ms=now + 86_400_000,
-        )
-        for i in range(n)
-    ]
-
-
-async def consumer_rate(settings: Settings, claims: list[events.ClaimEvent]) -> float:
-    """Rows/s of one consumer persisting claims already waiting in Kafka."""
-    await clients.ensure_topics(settings)
-    producer = clients.kafka_producer(settings)
-    await producer.start()
-    try:
-        for claim in claims:
-            await producer.send(
-                settings.claims_topic, events.encode(claim), key=claim.user_id.encode()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+async def consumer_and_copy(
+    settings: Settings, claims: list[events.ClaimEvent]
+) -> tuple[float, float]:
+    """Rows/s of one consumer persisting claims already waiting in Kafka (timed from the
+    moment it has partitions until the last row is stored, figures from its own counter,
+    as ``bench/handoff_ab.py`` does), and of an asyncpg COPY of the same rows into an
+    empty table shaped like coupons."""
+    await handoff_ab.produce(settings, claims)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    consumer, dead_letters = clients.claims_consumer(settings), clients.kafka_producer(settings)
-    await consumer.start()
-    await dead_letters.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(ClaimConsumer(consumer, dead_letters, pool, settings).run(stop))
-    started = None
+    conn = await asyncpg.connect(settings.database_url)
     try:
-        while (rows := await pool.fetchval("SELECT count(*) FROM coupons")) < len(claims):
-            if rows and started is None:
-                started = time.perf_counter()
-            await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-    finally:
-        stop.set()
-        await task
-        await consumer.stop()
-        await dead_letters.stop()
-        await pool.close()
-    return len(claims) / max(elapsed, 1e-9)
-
-
-async def copy_rate(database_url: str, claims: list[events.ClaimEvent]) -> float:
-    """Rows/s of asyncpg COPY of the same rows into an empty table shaped like coupons."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("CREATE TABLE coupons_copy (LIKE coupons INCLUDING ALL)")
-        at = datetime.now(UTC)
-        records = [
-            (
-                uuid.UUID(c.coupon_id),
-                c.campaign_id,
-                c.user_id,
-                c.device_id,
-                c.request_id,
-                c.channel,
-                c.value_cents,
-                at,
-                at,
-            )
-            for c in claims
-        ]
-        started = time.perf_counter()
-        await conn.copy_records_to_table(
-            "coupons_copy",
-            records=records,
-            columns=persist.COLUMNS,
+        consumed = await handoff_ab.consumer_turn(
+            settings, pool, ClaimConsumer, settings.consumer_group, len(claims)
         )
-        return len(claims) / (time.perf_counter() - started)
+        await conn.execute("CREATE TABLE coupons_copy (LIKE coupons INCLUDING ALL)")
+        copied = await handoff_ab.copy_turn(conn, handoff_ab.copy_records(claims))
     finally:
         await conn.close()
+        await pool.close()
+    return consumed.per_s, copied.per_s
 
 
 def end_to_end(settings: Settings, work: Path) -> tuple[float, int, float]:
@@ -145,10 +81,17 @@ def end_to_end(settings: Settings, work: Path) -> tuple[float, int, float]:
     campaign_id = asyncio.run(publish(settings, stock=100_000_000))
     port = free_port()
     env = gateway_env(
-        settings, port, claims_topic="e2e.claims", consumer_group="e2e", relay_in_gateway=True
+        settings,
+        port,
+        claims_topic="e2e.claims",
+        consumer_group="e2e",
+        relay_in_gateway=True,
+        workers=WORKERS,
+        metrics_port=0,
     )
     consumer = subprocess.Popen([sys.executable, "-m", "gateway.cli", "consumer"], env=env)
-    gateway = start_server([sys.executable, "-m", "gateway.cli", "worker"], port, env)
+    command = [sys.executable, "-m", "gateway.cli", "worker" if WORKERS == 1 else "serve"]
+    gateway = start_server(command, port, env, cpus="1" if WORKERS == 1 else "0,1")
     try:
         script = work / "e2e.lua"
         script.write_text(wrk_script(campaign_id, secrets.token_hex(4)))
@@ -197,9 +140,8 @@ def main() -> int:
         consumer_group="bench",
     )
     try:
-        claims = sample_events(EVENTS)
-        consumed = asyncio.run(consumer_rate(settings, claims))
-        copied = asyncio.run(copy_rate(database_url, claims))
+        claims = handoff_ab.sample_events(EVENTS)
+        consumed, copied = asyncio.run(consumer_and_copy(settings, claims))
         e2e_rate, rows, answered = end_to_end(settings, work)
     finally:
         broker.stop()
@@ -211,7 +153,7 @@ def main() -> int:
     print(f"consumer / COPY              {consumed / copied:>10.2f}")
     print(
         f"end to end, request to row   {e2e_rate:>10.0f} claims/s ({rows} rows;"
-        f" gateway answered {answered:.0f}/s)"
+        f" gateway answered {answered:.0f}/s; {WORKERS} worker(s))"
     )
     OUT.mkdir(exist_ok=True)
     (OUT / "e2e_bench.json").write_text(

@@ -450,8 +450,9 @@ COMMANDS = [
             " gives nobody a second coupon. Progress bar on stderr, counts as JSON on stdout.",
             (), ("REDIS_URL", "DATABASE_URL", "REPLAY_TTL_S"), _bind_flags),
     Command("events", _events, "grant coupons for events from the events topic until SIGTERM",
-            "Each event id grants at most once per trigger rule.", (),
-            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL")),
+            "Each event id grants at most once per trigger rule. " + _PROBES, (),
+            ("KAFKA_BOOTSTRAP", "EVENTS_TOPIC", "EVENTS_GROUP", "REDIS_URL", "DATABASE_URL",
+             "METRICS_PORT")),
     Command("sweep", _sweep, "record coupon lock expiries and coupon expiries",
             "Each gateway worker sweeps every FLASHCLAIM_SWEEP_EVERY_S; this runs one pass"
             " (or --every S) where that is off. Readers never wait for it: a coupon past its"

@@ -19,8 +19,15 @@ CAMPAIGN_INDEX = f"{PREFIX}:campaigns"
 CAMPAIGN_EVENTS = f"{PREFIX}:campaign-events"
 
 
-def tag_for(campaign_id: str, group: str) -> str:
-    """The hash tag that keeps one campaign's (or one group's) keys on one slot."""
+#: Hash campaign id -> its number of stock shards, for campaigns with more than one.
+CAMPAIGN_SHARDS = f"{PREFIX}:campaign-shards"
+
+
+def tag_for(campaign_id: str, group: str, shard: int = 0) -> str:
+    """The hash tag that keeps one campaign's (or one group's) keys on one slot; a hot
+    campaign's stock shard 1, 2, ... has a tag (a slot) of its own (gateway/shards/)."""
+    if shard:
+        return f"{{c:{campaign_id}/{shard}}}"
     return f"{{g:{group}}}" if group else f"{{c:{campaign_id}}}"
 
 
@@ -30,11 +37,16 @@ class CampaignKeys:
 
     campaign_id: str
     group: str
+    shard: int = 0  # a hot campaign's stock shard (gateway/shards/); 0 is the campaign's own
+
+    def of_shard(self, shard: int) -> CampaignKeys:
+        """The same campaign's keys on stock shard ``shard`` (each shard its own slot)."""
+        return CampaignKeys(self.campaign_id, self.group, shard)
 
     @property
     def base(self) -> str:
         """Common prefix: ``fc:{tag}:c:<campaign>``."""
-        return f"{PREFIX}:{tag_for(self.campaign_id, self.group)}:c:{self.campaign_id}"
+        return f"{PREFIX}:{tag_for(self.campaign_id, self.group, self.shard)}:c:{self.campaign_id}"
 
     @property
     def config(self) -> str:
@@ -74,7 +86,7 @@ class CampaignKeys:
 
         Shared by every campaign of the exclusion group (one per campaign without one).
         """
-        return f"{PREFIX}:{tag_for(self.campaign_id, self.group)}:holds"
+        return f"{PREFIX}:{tag_for(self.campaign_id, self.group, self.shard)}:holds"
 
     @property
     def outbox(self) -> str:
@@ -126,6 +138,18 @@ class CampaignKeys:
         """Hash: keyed hash of a redeem code -> "" while unused, ``<user>\t<requestId>``
         once redeemed (written by ``claim.lua`` in the claim's own step)."""
         return f"{self.base}:codes"
+
+    @property
+    def transfers(self) -> str:
+        """Hash: this shard's stock lent and not yet settled, transfer id ->
+        ``<recipient shard>\t<amount>`` (the durable transfer log: gateway/shards/)."""
+        return f"{self.base}:transfers"
+
+    @property
+    def credited(self) -> str:
+        """Set: ids of transfers this shard has been credited with (so a credit is applied
+        once, however often it is replayed)."""
+        return f"{self.base}:credited"
 
     def recent(self, user_id: str) -> str:
         """Hash: the user's recent claims in this campaign, couponId -> ``RecentClaim``

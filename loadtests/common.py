@@ -37,6 +37,10 @@ CLAIM_PATH = "/api/coupon/issue"
 
 Spec = Callable[[Any], dict[str, Any]]  # parsed options -> campaign spec (id filled in)
 _declared: dict[str, Spec] = {}
+#: A scenario's own checks, run by the verdict after ``flashclaim verify`` drained the
+#: pipeline (so PostgreSQL holds every claim); each prints its findings and returns whether
+#: it passed. (A quitting listener of a scenario's own may run before the verdict's.)
+after_verify: list[Callable[[Environment], bool]] = []
 campaigns: dict[str, dict[str, Any]] = {}  # short name -> the campaign as the admin API shows it
 
 
@@ -249,6 +253,8 @@ def _verdict(environment: Environment, **_: Any) -> None:
     print("\nLocust gates: " + "; ".join(gates) + (" -> FAIL" if failed else " -> ok"))
     if not options.no_verify:
         failed |= not _verify(options, str(environment.host))
+        for check in after_verify:
+            failed |= not check(environment)
     environment.process_exit_code = 1 if failed else 0  # our gates decide, nothing else
 
 

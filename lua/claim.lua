@@ -16,7 +16,7 @@
 
   Input:
     KEYS[1]  cfg          hash   the published campaign (see gateway/campaign.py)
-    KEYS[2]  counters     hash   issued, spent
+    KEYS[2]  counters     hash   issued, spent, moved (a stock shard's borrowed - lent)
     KEYS[3]  users        hash   user -> claimed in total
     KEYS[4]  devices      hash   device -> claimed in total
     KEYS[5]  blocked      set    u:<user>, d:<device>
@@ -57,6 +57,8 @@
     ARGV[last n]          claim i's code hash ("" for a claim without a code)
   Both are present, or neither. A claim with a code is refused CODE_INVALID (17) unless the
   code is in the hash and unused; accepted, it marks the code used in the same step.
+  Every outbox entry carries field `code`: the code's hash, "" for a claim without one
+  (the coupon row keeps it, and `flashclaim recover` rebuilds the used marks from it).
 ]]
 
 local ACCEPTED, SOLD_OUT, DAILY_SOLD_OUT, BUDGET_EXHAUSTED = 0, 1, 2, 3
@@ -117,8 +119,11 @@ elseif now >= (tonumber(cfg[3]) or 0) then
   campaign_code = ENDED
 end
 
-local counts = redis.call('HMGET', KEYS[2], 'issued', 'spent')
+local counts = redis.call('HMGET', KEYS[2], 'issued', 'spent', 'moved')
 local issued, spent = tonumber(counts[1]) or 0, tonumber(counts[2]) or 0
+-- A hot campaign's stock shard (gateway/shards/): cfg.stock is the shard's share, moved
+-- the stock borrowed in (+) or lent out (-) since; 0 for a campaign of one shard.
+stock = stock + (tonumber(counts[3]) or 0)
 local today = tonumber(redis.call('GET', KEYS[8])) or 0
 local outbox_len = redis.call('XLEN', KEYS[7])
 
@@ -215,7 +220,7 @@ local function expiry()
   return vuntil
 end
 
-local function accept(user, device, rid, coupon, channel, req_key, at)
+local function accept(user, device, rid, coupon, channel, req_key, redeem, at)
   local expires = expiry()
   issued, spent, today = issued + 1, spent + value, today + 1
   redis.call('HINCRBY', KEYS[2], 'issued', 1)
@@ -235,7 +240,7 @@ local function accept(user, device, rid, coupon, channel, req_key, at)
   if stock <= winners_max then redis.call('RPUSH', KEYS[10], rid) end
   redis.call('XADD', KEYS[7], '*', 'coupon', coupon, 'campaign', cid, 'user', user,
     'device', device, 'request', rid, 'channel', channel, 'value', value,
-    'at', now, 'expires', expires,
+    'at', now, 'expires', expires, 'code', redeem,
     'new', ARGV[at + 4], 'level', ARGV[at + 5], 'tags', ARGV[at + 6])  -- user layer (stats)
   outbox_len = outbox_len + 1
   return expires
@@ -272,8 +277,8 @@ for i = 1, n do
         ARGV[at + 7])
     end
     if code == ACCEPTED then
-      results[i] = { ACCEPTED, coupon,
-        accept(user, device, rid, coupon, ARGV[at + 7], req_key, at), 0 }
+      results[i] = { ACCEPTED, coupon, accept(user, device, rid, coupon, ARGV[at + 7], req_key,
+        redeem, at), 0 }
       remember(KEYS[FIXED_KEYS + n + i], coupon, device, rid, ARGV[at + 7], results[i][3])
       if redeem ~= '' then redis.call('HSET', codes_key, redeem, user .. '\t' .. rid) end
     else

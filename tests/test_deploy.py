@@ -96,9 +96,10 @@ def test_compose_runs_the_whole_system():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"redis", "kafka", "postgres", "gateway", "relay", "consumer", "reconciler",
-            "migrate", "prometheus", "grafana"} <= set(services)  # fmt: skip
+            "events", "migrate", "prometheus", "grafana"} <= set(services)  # fmt: skip
     assert services["reconciler"]["command"][:2] == ["reconcile", "--every"]
-    for name in ("relay", "consumer", "reconciler"):
+    assert services["events"]["command"] == ["events"]
+    for name in ("relay", "consumer", "reconciler", "events"):
         assert "/livez" in str(services[name]["healthcheck"]), name
     assert "--appendonly" in services["redis"]["command"]
     assert services["kafka"]["image"].startswith("apache/kafka")
@@ -149,15 +150,15 @@ def test_every_pod_starts_without_service_links_on_the_kustomized_image():
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
     images = {image["name"] for image in kustomization["images"]}
     specs = pod_specs()
-    assert len(specs) == 5  # gateway, relay, consumer, reconciler, migrate
+    assert len(specs) == 6  # gateway, relay, consumer, reconciler, events, migrate
     for spec in specs:
         assert spec["enableServiceLinks"] is False
         for container in spec["containers"]:
             assert container["image"] in images, container["image"]  # the tag: kustomize's
 
 
-def test_relay_consumer_and_reconciler_are_live_on_livez():
-    for name in ("relay", "consumer", "reconciler"):
+def test_relay_consumer_reconciler_and_events_are_live_on_livez():
+    for name in ("relay", "consumer", "reconciler", "events"):
         spec = workload("Deployment", f"flashclaim-{name}")["spec"]["template"]["spec"]
         probe = spec["containers"][0]["livenessProbe"]["httpGet"]
         assert probe == {"path": "/livez", "port": "metrics"}, name
@@ -168,6 +169,8 @@ def test_migrations_run_as_a_job_and_reconciliation_as_a_service():
     assert job["containers"][0]["args"] == ["migrate"]
     reconciler = workload("Deployment", "flashclaim-reconciler")["spec"]["template"]["spec"]
     assert reconciler["containers"][0]["args"][:2] == ["reconcile", "--every"]
+    events = workload("Deployment", "flashclaim-events")["spec"]["template"]["spec"]
+    assert events["containers"][0]["args"] == ["events"]
 
 
 def test_kubernetes_scrape_config_names_jobs_by_app():

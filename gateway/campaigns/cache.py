@@ -24,6 +24,7 @@ from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
 from gateway.reasons import EXHAUSTED_TODAY, Reason
 from gateway.rules.spec import Rules, decode_rules
 from gateway.rules.windows import WindowClock
+from gateway.shards.stock import shard_of
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ class CampaignView:
     rules: Rules | None = None  # decided before Redis (gateway/rules/gate.py)
     channels: frozenset[str] = frozenset()  # listed or given a quota: metric labels
     windows: WindowClock | None = None
+    shards: int = 1  # stock shards (gateway/shards/); a user claims on one, by hash
     _day: Day | None = field(default=None, repr=False)
+
+    def keys_for(self, user_id: str) -> CampaignKeys:
+        """The keys of the stock shard ``user_id`` claims on (the campaign's own for one)."""
+        return self.keys.of_shard(shard_of(user_id, self.shards)) if self.shards > 1 else self.keys
 
     def day(self, now_ms: int) -> Day:
         """The campaign-zone calendar day containing ``now_ms`` (recomputed at midnight)."""
@@ -147,6 +153,7 @@ class CampaignCache:
                 if rules is not None and rules.windows is not None
                 else None
             ),
+            shards=int(config.get("shards") or 1),
         )
         if previous is not None and previous.view is not None:  # keep what was learnt
             view.exhausted = previous.view.exhausted

@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from gateway.campaigns.spec import Campaign, CampaignSpec, Status, redis_config
 from gateway.campaigns.store import CampaignStore
 from gateway.infra.clock import Clock, day_of
-from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CampaignKeys
+from gateway.keys import CAMPAIGN_EVENTS, CAMPAIGN_INDEX, CAMPAIGN_SHARDS, CampaignKeys
 from gateway.rules.figures import channel_figures
+from gateway.shards.stock import all_shards, shard_totals, share_of
 
 
 class CampaignStateError(ValueError):
@@ -69,13 +70,17 @@ class CampaignOps:
         """Add stock and budget; workers that found the campaign sold out forget it."""
         campaign = await self.store.top_up(campaign_id, stock, budget_cents)
         if campaign.status is not Status.DRAFT:
-            keys = keys_of(campaign)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(keys.config, "stock", stock)
-                if campaign.budget_cents is not None:
-                    pipe.hincrby(keys.config, "budget", budget_cents)
-                pipe.hset(keys.config, "version", campaign.version)
-                await pipe.execute()
+            n, before = campaign.stock_shards, campaign.stock - stock
+            for keys in all_shards(keys_of(campaign), n):
+                # Each shard's share grows to its share of the new stock, by increments, so
+                # concurrent top-ups add up and a republish writes the same figures.
+                added = share_of(campaign.stock, n, keys.shard) - share_of(before, n, keys.shard)
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hincrby(keys.config, "stock", added)
+                    if campaign.budget_cents is not None:
+                        pipe.hincrby(keys.config, "budget", budget_cents)
+                    pipe.hset(keys.config, "version", campaign.version)
+                    await pipe.execute()
             await self._announce(campaign.id)
         return campaign
 
@@ -98,11 +103,15 @@ class CampaignOps:
             pipe.get(today_key)
             (issued, spent), (stock, budget, status), outbox, today = await pipe.execute()
         issued, spent = int(issued or 0), int(spent or 0)
+        remaining = max(int(stock or campaign.stock) - issued, 0)
+        if campaign.stock_shards > 1:  # the sum over the shards (gateway/shards/)
+            shards = await shard_totals(self.redis, keys, campaign.stock_shards, today_key)
+            issued, spent, today, outbox, remaining = shards
         live = {
             "publishedStatus": status,
             "issued": issued,
             "issuedToday": int(today or 0),
-            "stockRemaining": max(int(stock or campaign.stock) - issued, 0),
+            "stockRemaining": remaining,
             "spentCents": spent,
             "spentByPayerCents": {  # who bears what was spent (the spec's cost source)
                 "platform": campaign.cost.platform_share_cents(spent),
@@ -125,10 +134,10 @@ class CampaignOps:
                 f"campaign {campaign_id} is {campaign.status}; cannot become {status}"
             )
         campaign = await self.store.set_status(campaign_id, status)
-        keys = keys_of(campaign)
-        await self.redis.hset(
-            keys.config, mapping={"status": status.value, "version": campaign.version}
-        )
+        for keys in all_shards(keys_of(campaign), campaign.stock_shards):
+            await self.redis.hset(
+                keys.config, mapping={"status": status.value, "version": campaign.version}
+            )
         await self._announce(campaign_id)
         return campaign
 
@@ -139,8 +148,8 @@ class CampaignOps:
     async def _push_blocklist(self, campaign: Campaign) -> None:
         users, devices = await self.store.blocklist(campaign.id)
         members = [f"u:{u}" for u in users] + [f"d:{d}" for d in devices]
-        if members:
-            await self.redis.sadd(keys_of(campaign).blocked, *members)
+        for keys in all_shards(keys_of(campaign), campaign.stock_shards) if members else []:
+            await self.redis.sadd(keys.blocked, *members)
         await self._announce(campaign.id)
 
     async def _announce(self, campaign_id: str) -> None:
@@ -148,14 +157,20 @@ class CampaignOps:
 
 
 async def write_campaign(redis: Redis, campaign: Campaign) -> None:
-    """Publish a campaign's config to Redis, leaving its counters as they are."""
-    keys = keys_of(campaign)
-    async with redis.pipeline(transaction=True) as pipe:
-        config: Mapping[Any, Any] = redis_config(campaign)
-        pipe.hset(keys.config, mapping=config)
-        pipe.set(keys.spec, msgspec.json.encode(campaign))
-        pipe.hsetnx(keys.counters, "issued", 0)
-        pipe.hsetnx(keys.counters, "spent", 0)
-        await pipe.execute()
+    """Publish a campaign's config to Redis, leaving its counters as they are. A campaign
+    over several stock shards gets a copy per shard, each with its share of the stock."""
+    n = campaign.stock_shards
+    for shard_keys in all_shards(keys_of(campaign), n):
+        async with redis.pipeline(transaction=True) as pipe:  # one slot per shard
+            config: Mapping[Any, Any] = redis_config(campaign)
+            if n > 1:
+                config = {**config, "stock": share_of(campaign.stock, n, shard_keys.shard)}
+            pipe.hset(shard_keys.config, mapping=config)
+            pipe.set(shard_keys.spec, msgspec.json.encode(campaign))
+            pipe.hsetnx(shard_keys.counters, "issued", 0)
+            pipe.hsetnx(shard_keys.counters, "spent", 0)
+            await pipe.execute()
+    if n > 1:
+        await redis.hset(CAMPAIGN_SHARDS, campaign.id, n)
     await redis.hset(CAMPAIGN_INDEX, campaign.id, campaign.exclusion_group or "")
     await redis.publish(CAMPAIGN_EVENTS, campaign.id)

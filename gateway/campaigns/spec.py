@@ -35,6 +35,7 @@ from gateway.rules.spec import (
 
 MAX_CENTS = 100_000_000_000  # one billion yuan: far above any real coupon budget
 MAX_COUNT = 1_000_000_000
+MAX_SHARDS = 64  # far above the masters of any cluster this runs on
 
 Cents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
@@ -142,6 +143,8 @@ class CampaignSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
         default_factory=list
     )
     city_source: CitySource = CitySource.TOKEN
+    # A hot campaign's stock over this many shards, each its own Redis slot (gateway/shards/).
+    stock_shards: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARDS)] = 1
 
     @property
     def value_cents(self) -> int:
@@ -233,6 +236,7 @@ def _rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
     except (ZoneInfoNotFoundError, ValueError):
         found.append(("timeZone", f"unknown time zone {spec.time_zone!r}"))
     found += _claim_rule_violations(spec)
+    found += _shard_violations(spec)
     if isinstance(spec.validity, FixedWindow):
         if spec.validity.valid_until <= spec.validity.valid_from:
             found.append(("validity.validUntil", "must be after validFrom"))
@@ -275,6 +279,34 @@ def _claim_rule_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
     for i, offer in enumerate(spec.audience.offers):
         if spec.id in (offer.holds, offer.offer):
             found.append((f"audience.offers[{i}]", "must name other campaigns"))
+    return found
+
+
+#: What a campaign over several stock shards may not have: each is counted on one shard
+#: only, so across shards it would not be exact (gateway/shards/, README "Hot campaigns").
+#: Budgets: with one value per coupon a budget is a stock of budget / value; set that.
+_UNSHARDABLE = (
+    ("dailyStock", "daily_stock"),
+    ("budgetCents", "budget_cents"),
+    ("dailyBudgetCents", "daily_budget_cents"),
+    ("perDeviceLimit", "per_device_limit"),
+    ("exclusionGroup", "exclusion_group"),
+)
+
+
+def _shard_violations(spec: CampaignSpec) -> list[tuple[str, str]]:
+    """A sharded campaign keeps only the rules that stay exact per user over shards."""
+    if spec.stock_shards == 1:
+        return []
+    found = [
+        (name, "is not allowed with stockShards > 1 (not exact across shards)")
+        for name, attribute in _UNSHARDABLE
+        if getattr(spec, attribute) is not None
+    ]
+    if spec.channel_quotas:
+        found.append(("channelQuotas", "is not allowed with stockShards > 1"))
+    if spec.stock < spec.stock_shards:
+        found.append(("stockShards", "must not exceed stock"))
     return found
 
 
@@ -330,6 +362,7 @@ def redis_config(campaign: Campaign) -> dict[str, str | int]:
         "quotas": _csv([f"{c}={n}" for c, n in campaign.channel_quotas.items()]),
         "ucap": campaign.per_user_money_cap_cents or 0,
         "dbudget": campaign.daily_budget_cents or 0,
+        "shards": campaign.stock_shards,  # gateway/shards/: each shard's copy sets its stock
     }
     if isinstance(validity, FixedWindow):
         config["vuntil"] = _ms(validity.valid_until)

@@ -95,6 +95,8 @@ class CampaignStore:
                 current.exclusion_group
             ):
                 raise InvalidSpec([FieldError("exclusionGroup", "cannot change once published")])
+            if current.status is not Status.DRAFT and spec.stock_shards != current.stock_shards:
+                raise InvalidSpec([FieldError("stockShards", "cannot change once published")])
             row = await conn.fetchrow(
                 "UPDATE campaigns SET spec = $2::jsonb, version = version + 1, updated_at = now()"
                 " WHERE id = $1 RETURNING *",

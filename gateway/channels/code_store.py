@@ -43,6 +43,8 @@ class CodeBatches:
         campaign = await CampaignStore(self._pool).get(campaign_id)
         if campaign.status is Status.DRAFT:  # its keys may still move (exclusion group)
             raise CampaignStateError("publish the campaign before generating its codes")
+        if campaign.stock_shards > 1:  # one set of codes, used in one shard's step
+            raise CampaignStateError("a campaign over stock shards cannot have redeem codes")
         codes = list(generate(count))
         hashes = [self._hash(code) for code in codes]
         batch_id = f"{campaign.id}-{secrets.token_hex(4)}"

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from gateway.channels.grants import Event, Triggers
 from gateway.channels.triggers import TriggerRules
 from gateway.claim.service import ClaimService
-from gateway.infra import clients
+from gateway.infra import clients, probes
 from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
 from gateway.infra.signals import stop_on_signals
@@ -78,8 +78,9 @@ async def run_until_signalled(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> int:
-    """``flashclaim events``."""
+    """``flashclaim events``: serve /metrics and /livez (if a port is set), run until
+    signalled."""
     import uvloop
 
-    uvloop.run(run_until_signalled(settings))
+    uvloop.run(probes.with_probes(settings.metrics_port, run_until_signalled(settings)))
     return 0

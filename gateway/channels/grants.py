@@ -28,8 +28,28 @@ from gateway.reasons import Reason
 _OPENS_TTL_S = 90 * 86_400
 
 
+class Audience(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    """The audience facts a user's token would state, vouched for by the service that sends
+    the event (it holds the events token, as the login service holds the JWT secret)."""
+
+    new_user: bool = False
+    level: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    tags: Annotated[list[Label], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
+    city: Label | None = None
+    attrs: Annotated[dict[AttributeName, float], msgspec.Meta(max_length=16)] = msgspec.field(
+        default_factory=dict
+    )
+
+    def claimant(self, user_id: str) -> Claimant:
+        """The user as a token with these facts would show them."""
+        tags = f",{','.join(self.tags)}," if self.tags else ""
+        return Claimant(user_id, self.new_user, self.level, tags, 0, 0, self.city or "", self.attrs)
+
+
 class Event(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
-    """Something that happened to a user (``POST /api/events``, or the events topic)."""
+    """Something that happened to a user (``POST /api/events``, or the events topic).
+    Without ``audience`` the user has no token facts: campaigns with an audience of tags,
+    level or new users refuse the grant (NOT_ELIGIBLE)."""
 
     event_id: RequestId
     type: Label
@@ -38,6 +58,7 @@ class Event(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=T
         dict[AttributeName, Annotated[str, msgspec.Meta(max_length=128)] | int | float | bool],
         msgspec.Meta(max_length=32),
     ] = msgspec.field(default_factory=dict)
+    audience: Audience | None = None
 
 
 class SkydropOpen(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -98,7 +119,8 @@ class Triggers:
     async def on_event(self, event: Event) -> EventGrants:
         """Grant what the event's matching rules grant; an event id grants once per rule."""
         facts: dict[str, Scalar] = dict(event.attributes)
-        who = Claimant(event.user_id, False, 0, "", 0, 0)
+        audience = event.audience or Audience()
+        who = audience.claimant(event.user_id)
         grants = []
         for rule in await self._rules.current():
             if rule.kind != "event" or rule.event_type != event.type or not rule.matches(facts):

@@ -14,8 +14,12 @@ import msgspec
 from gateway.identifiers import CampaignId, Label
 
 
-class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True):
-    """One accepted claim."""
+class ClaimEvent(
+    msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """One accepted claim. ``code`` is the keyed hash of the redeem code it used ("" for
+    none, and then left out of the JSON): the coupon row keeps it, so ``flashclaim recover``
+    can mark the code used again after Redis lost the mark."""
 
     coupon_id: Annotated[str, msgspec.Meta(min_length=32, max_length=36)]
     campaign_id: CampaignId
@@ -26,6 +30,7 @@ class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
     value_cents: Annotated[int, msgspec.Meta(ge=0)]
     claimed_at_ms: int
     expires_at_ms: int
+    code: Annotated[str, msgspec.Meta(max_length=64)] = ""
     # The claimant's layer as the token stated it at claim time (statistics per layer);
     # None / [] on events written before claims carried them.
     new_user: bool | None = None
@@ -45,6 +50,7 @@ class ClaimEvent(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fie
             value_cents=int(fields["value"]),
             claimed_at_ms=int(fields["at"]),
             expires_at_ms=int(fields["expires"]),
+            code=fields.get("code", ""),  # entries written before the field have none
             new_user=fields["new"] == "1" if "new" in fields else None,
             level=int(fields["level"]) if fields.get("level") else None,
             tags=tuple(t for t in fields.get("tags", "").split(",") if t),

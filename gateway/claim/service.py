@@ -12,9 +12,10 @@ another user or device is REQUEST_MISMATCH, and a refused claim binds nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import msgspec
@@ -23,7 +24,15 @@ from redis.exceptions import RedisError
 
 from gateway.campaigns.cache import CampaignCache, CampaignView
 from gateway.claim.batcher import Batcher
-from gateway.claim.script import Batch, ClaimInput, ClaimScript, ReplayRecord, coupon_id_for
+from gateway.claim.script import (
+    Batch,
+    ClaimInput,
+    ClaimScript,
+    Decided,
+    Decision,
+    ReplayRecord,
+    coupon_id_for,
+)
 from gateway.claim.winners import Winners
 from gateway.claim.wire import Wire, supports
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
@@ -36,6 +45,12 @@ from gateway.reasons import EXHAUSTED, Reason
 from gateway.rules.figures import count_by_channel
 from gateway.rules.gate import ClaimGate, Refusal, window_refusal
 from gateway.rules.profiles import CachedProfiles, HttpProfiles
+from gateway.shards.stock import ShardedStock
+
+log = logging.getLogger(__name__)
+
+#: Rounds of borrowing a sharded campaign's batch may take before it answers OVERLOADED.
+BORROW_ROUNDS = 16
 
 
 class ClaimRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -100,6 +115,7 @@ class ClaimService:
             self._timeout_s,
         )
         self.winners = Winners(redis, settings.sold_out_memory_max, self._timeout_s)
+        self.stock = ShardedStock(redis)  # hot campaigns' stock shards (gateway/shards/)
         self._limits = (
             RateLimiter(settings.user_rate, settings.user_burst),
             RateLimiter(settings.device_rate, settings.device_burst),
@@ -118,6 +134,7 @@ class ClaimService:
             return  # Redis is away at start: assume a current one, the documented minimum
         major = int(str(info["redis_version"]).split(".")[0])
         self._script = ClaimScript(self._redis, major, self._wire)
+        self.stock = ShardedStock(self._redis, major)
 
     async def aclose(self) -> None:
         """Close the claim path's own connection (the caller closes ``redis``)."""
@@ -151,15 +168,15 @@ class ClaimService:
             refused = await self.gate.check(view, claimant, request.city, now)
             if refused is not None:  # refused, unless it is a retry of an accepted claim
                 claim = _Claim(request, claimant, refusal=_refused(refused))
-                return await self._batcher(self._replayers, view, self._replay).submit(claim)
+                return await self._batcher(self._replayers, view, self._replay, claim).submit(claim)
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
             winners = self.winners.of(request.campaign_id)
             if winners is not None and request.request_id not in winners:
                 return Outcome(exhausted)  # not a winner's retry: nothing to look up
-            return await self._batcher(self._replayers, view, self._replay).submit(claim)
-        outcome = await self._batcher(self._deciders, view, self._decide).submit(claim)
+            return await self._batcher(self._replayers, view, self._replay, claim).submit(claim)
+        outcome = await self._batcher(self._deciders, view, self._decide, claim).submit(claim)
         if outcome.reason in EXHAUSTED:
             view.mark_exhausted(outcome.reason, now, self._settings.sold_out_cache_ms)
         return outcome
@@ -180,12 +197,18 @@ class ClaimService:
         return users.check(user_id, now) or devices.check(device_id, now) or ips.check(ip, now)
 
     def _batcher(
-        self, batchers: dict[str, Batcher[_Claim, Outcome]], view: CampaignView, run: _Runner
+        self,
+        batchers: dict[str, Batcher[_Claim, Outcome]],
+        view: CampaignView,
+        run: _Runner,
+        claim: _Claim,
     ) -> Batcher[_Claim, Outcome]:
+        """The campaign's batcher (one per stock shard: a batch is one shard's call)."""
         campaign_id = view.keys.campaign_id
-        batcher = batchers.get(campaign_id)
+        name = view.keys_for(claim.claimant.user_id).base if view.shards > 1 else campaign_id
+        batcher = batchers.get(name)
         if batcher is None:
-            batcher = batchers[campaign_id] = Batcher(
+            batcher = batchers[name] = Batcher(
                 lambda claims: run(campaign_id, claims), self._settings.batch_max
             )
         return batcher
@@ -208,24 +231,28 @@ class ClaimService:
             )
         day = view.day(now)
         cid = view.keys.campaign_id
+        sharded = view.shards > 1  # every claim of a batch is on one shard: its user's
         batch = Batch(
-            keys=view.keys,
+            keys=view.keys_for(claims[0].claimant.user_id),
             day=day.label,
             now_ms=now,
             day_end_ms=day.end_ms,
             replay_ttl_s=self._settings.replay_ttl_s,
             outbox_max_len=self._settings.outbox_max_len,
             claims=[_script_input(cid, claim) for claim in claims],
-            winners_max=self._settings.sold_out_memory_max,
+            winners_max=0 if sharded else self._settings.sold_out_memory_max,
         )
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
             decided = await self._script(batch)
+        if sharded:
+            decided = await self._borrowing(view, batch, decided)
         metrics.child(metrics.SCRIPT_SECONDS, "claim").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(claims))  # the figures per batch, not per claim
-        metrics.child(metrics.OUTBOX_LENGTH, cid).set(decided.outbox_length)
-        metrics.child(metrics.STOCK_REMAINING, cid).set(max(decided.stock - decided.issued, 0))
-        metrics.child(metrics.STOCK_TOTAL, cid).set(decided.stock)
+        if not sharded:  # a shard's figures are not the campaign's (admin view: the sums)
+            metrics.child(metrics.OUTBOX_LENGTH, cid).set(decided.outbox_length)
+            metrics.child(metrics.STOCK_REMAINING, cid).set(max(decided.stock - decided.issued, 0))
+            metrics.child(metrics.STOCK_TOTAL, cid).set(decided.stock)
         count_by_channel(
             cid,
             view.channels,
@@ -233,7 +260,8 @@ class ClaimService:
             [d.reason for d in decided.decisions],
         )
         exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
-        self.winners.observe(view.keys, decided.issued, exhausted)
+        if not sharded:
+            self.winners.observe(view.keys, decided.issued, exhausted)
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
         outcomes = []
         for d in decided.decisions:
@@ -245,6 +273,37 @@ class ClaimService:
             outcomes.append(Outcome(d.reason, d.coupon_id, expires, d.replayed))
         return outcomes
 
+    async def _borrowing(self, view: CampaignView, batch: Batch, decided: Decided) -> Decided:
+        """A shard's SOLD_OUT is not yet the campaign's: borrow stock from the other shards
+        and decide those claims again; answer SOLD_OUT only once no shard holds any
+        (``ShardedStock.sold_out``). Stock that keeps moving for ``BORROW_ROUNDS`` rounds
+        (shards borrowing from each other at once) is answered OVERLOADED: retry. Redis
+        failing meanwhile answers those claims UNAVAILABLE; the batch's accepted claims keep
+        their coupons (a lend it left half-done is finished by the replayer)."""
+        decisions = list(decided.decisions)
+        instead = Reason.OVERLOADED
+        try:
+            for _ in range(BORROW_ROUNDS):
+                short = [i for i, d in enumerate(decisions) if d.reason is Reason.SOLD_OUT]
+                if not short:
+                    return replace(decided, decisions=decisions)
+                async with asyncio.timeout(self._timeout_s):
+                    shard, wanted = batch.keys.shard, len(short)
+                    got = await self.stock.borrow(view.keys, view.shards, shard, wanted)
+                    if not got and await self.stock.sold_out(view.keys, view.shards):
+                        return replace(decided, decisions=decisions)
+                    decided = await self._script(
+                        replace(batch, claims=[batch.claims[i] for i in short])
+                    )
+                for i, again in zip(short, decided.decisions, strict=True):
+                    decisions[i] = again
+        except (RedisError, OSError) as exc:  # OSError covers TimeoutError
+            log.warning("borrowing stock for %s failed: %s", view.keys.campaign_id, exc)
+            instead = Reason.UNAVAILABLE
+        busy = Decision(instead, "", 0, False)
+        decisions = [busy if d.reason is Reason.SOLD_OUT else d for d in decisions]
+        return replace(decided, decisions=decisions)
+
     async def _replay(self, campaign_id: str, claims: Sequence[_Claim]) -> list[Outcome]:
         """Answer claims to an exhausted campaign: the original answer for a retried
         accepted requestId, the campaign's refusal for everything else."""
@@ -253,7 +312,7 @@ class ClaimService:
             return [Outcome(Reason.UNKNOWN_CAMPAIGN)] * len(claims)
         refusal = Outcome(view.exhausted or Reason.SOLD_OUT)
         started = time.perf_counter()
-        keys = [view.keys.request(c.request.request_id) for c in claims]
+        keys = [view.keys_for(c.claimant.user_id).request(c.request.request_id) for c in claims]
         async with asyncio.timeout(self._timeout_s):
             records: list[str | None] = await (  # type: ignore[assignment]  # decoded
                 self._wire.command("MGET", *keys)

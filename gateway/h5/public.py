@@ -26,6 +26,7 @@ from gateway.campaigns.spec import Campaign
 from gateway.infra.clock import Clock
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
 from gateway.rules.windows import WindowClock
+from gateway.shards.stock import stock_figures
 
 MAX_ENTRIES = 4096  # campaigns (and unknown ids) remembered per worker; the oldest go first
 FEW_LEFT_SHARE = 10  # "few" when at most 1/10 of the stock is left
@@ -214,6 +215,9 @@ class PublicViews:
         campaign = msgspec.json.decode(spec, type=Campaign)
         issued, spent = (int(n or 0) for n in counters)
         left = int(stock or 0) - issued
+        if campaign.stock_shards > 1:  # the sums over the stock shards (gateway/shards/)
+            async with asyncio.timeout(self._timeout_s):
+                stock, left = await stock_figures(self._redis, keys, campaign.stock_shards)
         if int(budget or 0) and int(value or 0):
             left = min(left, (int(budget) - spent) // int(value))
         return Snapshot(

@@ -1,16 +1,19 @@
-"""Writing claims to PostgreSQL: one COPY and one statement per batch, duplicates absorbed.
+"""Writing claims to PostgreSQL: one COPY per batch, duplicates absorbed.
 
 The coupon id is the primary key and the same claim always carries the same coupon id,
 so a redelivered message (relay retry, consumer restart, rebalance) inserts nothing.
 
-A batch is copied (binary COPY, the fastest way in) into a temporary staging table of
-the connection, then moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: COPY
-alone cannot skip the duplicates. The staging table empties itself at commit. Rows go in
-in coupon id order: two consumers writing overlapping batches (a rebalance redelivers a
-batch another member is still writing) then wait for each other instead of deadlocking on
-the primary key, which they did when each inserted in its own batch's order. The older
-one-statement form (``unnest`` of nine arrays) stays as ``insert_claims_unnest``, the
-baseline ``bench/ab.py persist`` compares against.
+A batch is first copied (binary COPY, the fastest way in) straight into ``coupons``
+inside a savepoint: almost every batch is new rows only. COPY cannot skip a duplicate, so
+when one is there (a redelivery) the copy fails on the primary key, the savepoint is rolled
+back and the batch takes the staged way (``insert_claims_staged``): COPY into a temporary
+staging table of the connection, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``. The
+staging table empties itself at commit. Either way rows go in in coupon id order: two
+consumers writing overlapping batches (a rebalance redelivers a batch another member is
+still writing) then wait for each other instead of deadlocking on the primary key, which
+they did when each inserted in its own batch's order. The older one-statement form
+(``unnest`` of nine arrays) stays as ``insert_claims_unnest``, the baseline
+``bench/ab.py persist`` compares against.
 """
 
 from __future__ import annotations
@@ -43,21 +46,23 @@ COLUMNS = [
     "value_cents",
     "claimed_at",
     "expires_at",
+    "code_hash",  # the redeem code's keyed hash (migration 0023)
+    "new_user",  # the claimant's layer as the token stated it (0032, statistics)
+    "member_level",
+    "tags",
 ]
-#: The claimant's layer (migration 0032), stored beside the claim for the statistics.
-LAYER_COLUMNS = ["new_user", "member_level", "tags"]
 
 STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS coupons_in (
     coupon_id uuid, campaign_id text, user_id text, device_id text, request_id text,
     channel text, value_cents bigint, claimed_at timestamptz, expires_at timestamptz,
-    new_user boolean, member_level integer, tags text[]
+    code_hash text, new_user boolean, member_level integer, tags text[]
 ) ON COMMIT DELETE ROWS
 """
 
 MOVE = f"""
-INSERT INTO coupons ({", ".join(COLUMNS + LAYER_COLUMNS)})
-SELECT {", ".join(COLUMNS + LAYER_COLUMNS)} FROM coupons_in ORDER BY coupon_id
+INSERT INTO coupons ({", ".join(COLUMNS)})
+SELECT {", ".join(COLUMNS)} FROM coupons_in ORDER BY coupon_id
 ON CONFLICT (coupon_id) DO NOTHING
 """
 
@@ -69,36 +74,79 @@ def _at(epoch_ms: int) -> datetime:
 async def insert_claims(
     conn: asyncpg.pool.PoolConnectionProxy, claims: Sequence[ClaimEvent]
 ) -> int:
-    """Insert the claims not stored yet; return how many were new. The staging table is
-    emptied at commit, so outside a transaction this opens one of its own (in autocommit
-    the COPY's rows would be gone before the move)."""
+    """Insert the claims not stored yet; return how many were new. Outside a transaction
+    this opens one of its own (the staged way needs one: see ``insert_claims_staged``)."""
     if not conn.is_in_transaction():
         async with conn.transaction():
             return await insert_claims(conn, claims)
+    rows = _rows(claims)
+    try:
+        async with conn.transaction():  # a savepoint: a failed COPY leaves nothing behind
+            await conn.copy_records_to_table("coupons", records=rows, columns=COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return await _staged(conn, rows)
+    return len(rows)
+
+
+async def insert_claims_staged(
+    conn: asyncpg.pool.PoolConnectionProxy, claims: Sequence[ClaimEvent]
+) -> int:
+    """The staged way alone (COPY into staging, then one INSERT ... SELECT); the fallback
+    of ``insert_claims`` and the baseline ``bench/ab.py persist-direct`` compares it with.
+    The staging table is emptied at commit, so outside a transaction this opens one of its
+    own (in autocommit the COPY's rows would be gone before the move)."""
+    if not conn.is_in_transaction():
+        async with conn.transaction():
+            return await insert_claims_staged(conn, claims)
+    return await _staged(conn, _rows(claims))
+
+
+async def _staged(conn: asyncpg.pool.PoolConnectionProxy, rows: list[_Row]) -> int:
     await conn.execute(STAGING)
-    await conn.copy_records_to_table(
-        "coupons_in",
-        records=[
-            (
-                c.coupon_id,  # text: asyncpg's uuid codec takes it as it is
-                c.campaign_id,
-                c.user_id,
-                c.device_id,
-                c.request_id,
-                c.channel,
-                c.value_cents,
-                _at(c.claimed_at_ms),
-                _at(c.expires_at_ms),
-                c.new_user,
-                c.level,
-                list(c.tags) or None,
-            )
-            for c in claims
-        ],
-        columns=COLUMNS + LAYER_COLUMNS,
-    )
+    await conn.copy_records_to_table("coupons_in", records=rows, columns=COLUMNS)
     status = await conn.execute(MOVE)  # "INSERT 0 <rows>"
     return int(status.rsplit(" ", 1)[1])
+
+
+_Row = tuple[
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    int,
+    datetime,
+    datetime,
+    str | None,
+    bool | None,
+    int | None,
+    list[str] | None,
+]
+
+
+def _rows(claims: Sequence[ClaimEvent]) -> list[_Row]:
+    """COPY records in coupon id order (the order of the ids' bytes, whichever way an id
+    is spelt: with or without hyphens, any case)."""
+    ordered = sorted(claims, key=lambda c: c.coupon_id.replace("-", "").lower())
+    return [
+        (
+            c.coupon_id,  # text: asyncpg's uuid codec takes it as it is
+            c.campaign_id,
+            c.user_id,
+            c.device_id,
+            c.request_id,
+            c.channel,
+            c.value_cents,
+            _at(c.claimed_at_ms),
+            _at(c.expires_at_ms),
+            c.code or None,
+            c.new_user,
+            c.level,
+            list(c.tags) or None,
+        )
+        for c in ordered
+    ]
 
 
 async def insert_claims_unnest(

@@ -28,6 +28,7 @@ from gateway.infra import clients, metrics, probes
 from gateway.infra.settings import Settings
 from gateway.infra.signals import stop_on_signals
 from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
+from gateway.shards.stock import all_shards, finish_transfers, shard_counts
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,15 @@ Entry = tuple[str, dict[str, str]]
 
 
 async def published(redis: Redis) -> list[CampaignKeys]:
-    """The keys of every campaign ever published (the relay's scan list)."""
+    """The keys of every campaign ever published (the relay's scan list): one per stock
+    shard, each with its own outbox, for a hot campaign over several (gateway/shards/)."""
     campaigns: dict[str, str] = await redis.hgetall(CAMPAIGN_INDEX)  # type: ignore[assignment]
-    return [CampaignKeys(campaign_id, group) for campaign_id, group in campaigns.items()]
+    counts = await shard_counts(redis, list(campaigns))
+    return [
+        shard
+        for (campaign_id, group), n in zip(campaigns.items(), counts, strict=True)
+        for shard in all_shards(CampaignKeys(campaign_id, group), n)
+    ]
 
 
 async def outbox_backlog(redis: Redis) -> int:
@@ -91,6 +98,7 @@ class Relay:
         moved = 0
         for keys in await published(self._redis):
             moved += await self._relay_outbox(keys)
+        await finish_transfers(self._redis)  # stock shards' transfers a crash left half-done
         return moved
 
     async def _relay_outbox(self, keys: CampaignKeys) -> int:

@@ -109,14 +109,19 @@ def claims_consumer(settings: Settings, *, subscribe: bool = True) -> AIOKafkaCo
         *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=settings.consumer_group,
+        group_instance_id=(settings.consumer_instance_id or None) if subscribe else None,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=max(settings.consumer_session_timeout_ms // 3, 100),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.consumer_batch,
     )
 
 
-async def ensure_topics(settings: Settings, partitions: int = 3) -> None:
-    """Create the claims topic and its dead-letter topic if the broker lacks them."""
+async def ensure_topics(settings: Settings, partitions: int | None = None) -> None:
+    """Create the claims topic (``claims_partitions`` partitions unless told) and its
+    dead-letter topic if the broker lacks them; an existing topic is left as it is."""
+    partitions = partitions or settings.claims_partitions
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=settings.kafka_timeout_ms
     )

@@ -132,6 +132,11 @@ CONSUMER_LAG = Gauge(
     ["partition"],
     multiprocess_mode="mostrecent",
 )
+CONSUMER_PARTITIONS = Gauge(
+    "flashclaim_consumer_partitions",
+    "Partitions of the claims topic this consumer-group member owns now.",
+    multiprocess_mode="mostrecent",
+)
 DEAD_LETTERS = Counter(
     "flashclaim_dead_letters_total", "Undecodable claim messages sent to the dead-letter topic."
 )

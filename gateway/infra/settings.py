@@ -119,6 +119,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     relay_reclaim_ms: _Positive = 10_000
     consumer_group: str = "flashclaim-persist"
     consumer_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5000
+    # Partitions of coupon.claims when flashclaim creates it: the most consumer processes
+    # that can share the load (key = user id, so one user's claims stay in order).
+    claims_partitions: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 12
+    # Static group membership: a stable name per consumer process (a StatefulSet's pod
+    # name); a process restarted under the same name takes its partitions back at once.
+    consumer_instance_id: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    # How long the group waits for a silent member before handing its partitions on.
+    consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000, le=300_000)] = 6_000
 
     # The H5 claim page: where users reach the gateway, for partner links and QR codes
     # ("" = http://host:port, right for a local run).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import asyncpg
@@ -21,7 +22,6 @@ from redis.asyncio import Redis
 from gateway.handoff.relay import Relay, outbox_backlog, published
 from gateway.infra import clients
 from gateway.infra.settings import Settings
-from gateway.keys import CampaignKeys
 
 DRAIN_TIMEOUT_S = 30.0
 
@@ -69,12 +69,12 @@ async def drain(
 
 async def unpersisted(redis: Redis, pool: asyncpg.Pool) -> int:
     """Coupons Redis issued that PostgreSQL has no row for yet, over all campaigns."""
-    return sum([await _unpersisted(redis, pool, keys) for keys in await published(redis)])
+    issued: Counter[str] = Counter()  # per campaign, summed over its stock shards
+    for keys in await published(redis):
+        issued[keys.campaign_id] += int(await redis.hget(keys.counters, "issued") or 0)
+    return sum([await _unpersisted(pool, cid, n) for cid, n in issued.items()])
 
 
-async def _unpersisted(redis: Redis, pool: asyncpg.Pool, keys: CampaignKeys) -> int:
-    issued = int(await redis.hget(keys.counters, "issued") or 0)
-    rows = await pool.fetchval(
-        "SELECT count(*) FROM coupons WHERE campaign_id = $1", keys.campaign_id
-    )
+async def _unpersisted(pool: asyncpg.Pool, campaign_id: str, issued: int) -> int:
+    rows = await pool.fetchval("SELECT count(*) FROM coupons WHERE campaign_id = $1", campaign_id)
     return max(0, issued - int(rows))

@@ -45,6 +45,7 @@ from gateway.infra.settings import Settings
 from gateway.infra.signals import stop_on_signals
 from gateway.ops.recover import outbox_claims
 from gateway.redemption.ledger import UseReport, use_report
+from gateway.shards.stock import all_shards
 from gateway.stats import gauges as stats_gauges
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,18 @@ async def reconcile_campaign(
 async def _claims(
     pool: asyncpg.Pool, redis: Redis, campaign: Campaign, *, ids: bool
 ) -> CampaignReport:
-    keys = keys_of(campaign)
-    issued = int(await redis.hget(keys.counters, "issued") or 0)
-    stock = int(await redis.hget(keys.config, "stock") or campaign.stock)
+    shards = all_shards(keys_of(campaign), campaign.stock_shards)  # gateway/shards/: sums
+    issued = stock = outbox_length = 0
+    for keys in shards:
+        issued += int(await redis.hget(keys.counters, "issued") or 0)
+        stock += int(await redis.hget(keys.config, "stock") or 0)
+        outbox_length += await redis.xlen(keys.outbox)
+    stock = stock or campaign.stock
     if not ids:
         rows = await pool.fetchval(
             "SELECT count(*) FROM coupons WHERE campaign_id = $1", campaign.id
         )
-        return CampaignReport(campaign.id, stock, issued, await redis.xlen(keys.outbox), rows)
+        return CampaignReport(campaign.id, stock, issued, outbox_length, rows)
     outbox = [claim.coupon_id for claim in await outbox_claims(redis, campaign)]
     stored = {
         row["coupon_id"]
@@ -125,12 +130,12 @@ async def _claims(
 
 async def _issued_ids(redis: Redis, campaign: Campaign) -> set[str]:
     """Coupon ids in the campaign's replay records (claims of the last replay window)."""
-    pattern = keys_of(campaign).request("*")
     ids = set()
-    async for key in redis.scan_iter(match=pattern, count=1000):
-        record: str | None = await redis.get(key)  # type: ignore[assignment]
-        if record:
-            ids.add(ReplayRecord.parse(record).coupon_id)
+    for keys in all_shards(keys_of(campaign), campaign.stock_shards):
+        async for key in redis.scan_iter(match=keys.request("*"), count=1000):
+            record: str | None = await redis.get(key)  # type: ignore[assignment]
+            if record:
+                ids.add(ReplayRecord.parse(record).coupon_id)
     return ids
 
 

@@ -9,7 +9,8 @@ chosen campaign against the invariants that must hold whatever the traffic was:
 * no user past the per-user or per-user-per-day limit, no device past its limit;
 * the money budget, in cents, not exceeded;
 * the claim rules' counters (gateway/rules/): no channel past its quota, no user past the
-  per-user money cap, no campaign day past the per-day money budget.
+  per-user money cap, no campaign day past the per-day money budget;
+* no redeem code naming two coupons (``coupons.code_hash``).
 
 It prints one table row per campaign, with the claims refused by reason when a gateway's
 ``/metrics`` is given, and exits non-zero when any invariant is broken.
@@ -55,6 +56,7 @@ class Verdict:
     channels_over_quota: int = 0
     users_over_money_cap: int = 0
     days_over_budget: int = 0
+    codes_used_twice: int = 0  # redeem codes naming more than one coupon (coupons.code_hash)
 
     @property
     def problems(self) -> list[str]:
@@ -74,6 +76,7 @@ class Verdict:
             "channels_over_quota",
             "users_over_money_cap",
             "days_over_budget",
+            "codes_used_twice",
         ):
             if count := getattr(self, name):
                 found.append(f"{name.replace('_', ' ')}: {count}")
@@ -86,7 +89,8 @@ async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) 
     row = await pool.fetchrow(
         """
         SELECT count(*) - count(DISTINCT request_id) AS duplicates,
-               coalesce(sum(value_cents), 0) AS used
+               coalesce(sum(value_cents), 0) AS used,
+               count(code_hash) - count(DISTINCT code_hash) AS codes_twice
           FROM coupons WHERE campaign_id = $1
         """,
         campaign.id,
@@ -100,6 +104,7 @@ async def verify_campaign(pool: asyncpg.Pool, redis: Redis, campaign: Campaign) 
         budget_cents=campaign.budget_cents or 0,
         budget_used_cents=int(row["used"]),
         duplicates=int(row["duplicates"]),
+        codes_used_twice=int(row["codes_twice"]),
         lost=max(len(report.missing), report.issued - report.rows - report.outbox),
         extra=max(len(report.extra), report.rows - report.issued),
         users_over_limit=await _over(pool, campaign, "user_id", campaign.per_user_limit),

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 
 from gateway.claim.events import ClaimEvent
 from gateway.claim.script import RecentClaim
-from gateway.keys import CAMPAIGN_INDEX, CampaignKeys
+from gateway.keys import CAMPAIGN_INDEX, CAMPAIGN_SHARDS, CampaignKeys
+from gateway.shards.stock import shard_of
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,16 @@ async def recent_claims(redis: Redis, user_id: str, timeout_s: float = 1.0) -> l
     already stored still are; nothing is promised that PostgreSQL does not hold).
     """
     try:
-        index: dict[str, str] = await redis.hgetall(CAMPAIGN_INDEX)  # type: ignore[assignment]
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(CAMPAIGN_INDEX)
+            pipe.hgetall(CAMPAIGN_SHARDS)
+            index, sharded = await pipe.execute()
         if not index:
             return []
         async with redis.pipeline(transaction=False) as pipe:
             for campaign_id, group in index.items():
-                pipe.hgetall(CampaignKeys(campaign_id, group).recent(user_id))
+                shard = shard_of(user_id, int(sharded.get(campaign_id, 1)))  # the user's shard
+                pipe.hgetall(CampaignKeys(campaign_id, group, shard).recent(user_id))
             found = await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("recent claims unreadable, using stored coupons only: %s", exc)

@@ -11,8 +11,11 @@ City: the token's ``city`` claim is trusted (the app's login service sets it fro
 own geolocation); the request's ``city`` is used only by campaigns that say
 ``citySource: "request"``, where a user picking a city on the page is acceptable.
 
-Offers ("holds a coupon of A: offer B instead") read A's per-user count in Redis. That
-read is not atomic with this claim; a strict "one or the other" is an exclusion group.
+Offers ("holds a coupon of A: offer B instead") read A's per-user claim count in Redis:
+"holds" is "has ever claimed" (the count never falls). That read is not atomic with this
+claim: reading A's keys inside this campaign's script would span two hash slots, which
+Redis Cluster refuses. A strict "one or the other" is an exclusion group (README: "What an
+offer's holds means").
 """
 
 from __future__ import annotations
@@ -119,5 +122,5 @@ class ClaimGate:
         if held is None:
             return False
         async with asyncio.timeout(self._timeout_s):
-            count = await self._redis.hget(held.keys.users, user_id)
+            count = await self._redis.hget(held.keys_for(user_id).users, user_id)  # its shard
         return int(count or 0) > 0

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from gateway import keys
 from gateway.infra.clock import Clock
 from gateway.keys import CampaignKeys
+from gateway.shards.stock import shard_counts, shard_of
 from gateway.stats.experiments import Experiment
 
 _decoder = msgspec.json.Decoder(Experiment)
@@ -49,6 +50,7 @@ class ExperimentRouter:
         self._timeout_s = timeout_s
         self._by_campaign: dict[str, Experiment] = {}
         self._groups: dict[str, str] = {}  # campaign id -> exclusion group (for its keys)
+        self._shards: dict[str, int] = {}  # campaign id -> stock shards (gateway/shards/)
         self._fetched_ms: int | None = None
         self._loading: asyncio.Task[None] | None = None
 
@@ -70,7 +72,12 @@ class ExperimentRouter:
     async def _holds(self, campaign_id: str, user_id: str) -> bool:
         """Whether ``user_id`` claimed from ``campaign_id`` (unknown while Redis is away:
         then the promoted variant decides)."""
-        users = CampaignKeys(campaign_id, self._groups.get(campaign_id, "")).users
+        shards = self._shards.get(campaign_id, 1)  # a sharded campaign: the user's shard
+        users = (
+            CampaignKeys(campaign_id, self._groups.get(campaign_id, ""))
+            .of_shard(shard_of(user_id, shards))
+            .users
+        )
         try:
             async with asyncio.timeout(self._timeout_s):
                 return bool(await self._redis.hget(users, user_id))
@@ -97,6 +104,7 @@ class ExperimentRouter:
                 texts = await self._redis.mget([keys.experiment(i) for i in ids]) if ids else []
                 campaigns = sorted(owners)
                 groups = await self._redis.hmget(keys.CAMPAIGN_INDEX, campaigns) if owners else []
+                shards = await shard_counts(self._redis, campaigns)
         except (RedisError, OSError, TimeoutError):
             self._fetched_ms = self._clock.now_ms()  # keep the last copy for another ttl
             return
@@ -107,4 +115,5 @@ class ExperimentRouter:
             if owner in experiments
         }
         self._groups = {c: str(g or "") for c, g in zip(campaigns, groups, strict=True)}
+        self._shards = dict(zip(campaigns, shards, strict=True))
         self._fetched_ms = self._clock.now_ms()

@@ -61,6 +61,34 @@ async def test_the_same_event_twice_grants_once(gateway, ops, redis, pool):
     assert entry[1]["channel"] == "event"
 
 
+async def test_an_event_vouching_for_the_audience_grants_an_audience_campaign(
+    gateway, ops, redis, pool
+):
+    """Without audience facts an event's user is nobody in particular (NOT_ELIGIBLE for a
+    tags/level/new-user campaign); the sending service may state them, as a token would."""
+    await pool.execute("DELETE FROM trigger_rules")
+    campaign = await published(
+        ops, stock=10, audience={"newUsersOnly": True, "minLevel": 3, "tags": ["vip"]}
+    )
+    await put_rule(gateway, "welcome", kind="event", eventType="signed_up", campaignId=campaign.id)
+    facts = {"newUser": True, "level": 3, "tags": ["vip"], "city": "shanghai"}
+    bare = {"eventId": "signup-0001", "type": "signed_up", "userId": "dora"}
+    vouched = {**bare, "eventId": "signup-0002", "audience": facts}
+    too_low = {**bare, "eventId": "signup-0003", "userId": "erin",
+               "audience": {**facts, "level": 2}}  # fmt: skip
+    answers = []
+    for body in (bare, vouched, too_low):
+        response = await gateway.post("/api/events", json=body, headers=SERVICE)
+        assert response.status == 200
+        answers.append((await response.json())["grants"][0]["reason"])
+    assert answers == ["NOT_ELIGIBLE", "ACCEPTED", "NOT_ELIGIBLE"]
+    assert await outbox_users(redis, keys_of(campaign).outbox) == ["dora"]
+    response = await gateway.post(
+        "/api/events", json={**bare, "audience": {"level": 101}}, headers=SERVICE
+    )
+    assert (response.status, (await response.json())["reason"]) == (422, "INVALID_REQUEST")
+
+
 async def test_events_need_the_service_token(gateway, make_client):
     body = {"eventId": "evt-00000001", "type": "x", "userId": "alice"}
     for headers in ({}, auth("alice"), {"Authorization": "Bearer wrong"}):

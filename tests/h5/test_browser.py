@@ -129,6 +129,41 @@ async def test_the_last_coupon_gone_shows_sold_out_without_retrying(
     assert len(watch.claims) == 1
 
 
+async def test_an_offer_links_to_the_offered_page_which_claims_with_the_same_token(
+    client, ops, clock, context, tmp_path
+):
+    """ "Holds A: offer B instead": the refusal links to B's page (same channel); the token
+    the app handed to the first page claims there too."""
+    await published(ops, id="welcome-new")
+    offered = await published(ops, id="welcome-back")
+    refusing = await published(
+        ops, id="welcome-alt", audience={"offers": [{"holds": "welcome-new", "offer": offered.id}]}
+    )
+    clock.set(T0_MS + 1_000)
+    assert (await claim(client, "carol", "welcome-new"))[0] == 200
+    bearer = token("carol")
+    page, watch = await open_page(
+        context, page_url(client, refusing.id, "?channel=partner-x", token=bearer, device="ios-c")
+    )
+    await page.locator("#claim").click()
+    outcome = page.locator("#outcome")
+    await expect(outcome).to_have_attribute("data-reason", "NOT_ELIGIBLE")
+    link = page.locator("#offer")
+    await expect(link).to_have_attribute("href", f"/h5/{offered.id}?channel=partner-x")
+    await page.screenshot(path=tmp_path / "offer.png")
+    await link.click()
+    await page.wait_for_url(re.compile(f"/h5/{offered.id}"))
+    await page.locator("#claim").click()
+    await expect(outcome).to_have_attribute("data-screen", "success")
+    assert [(c["campaignId"], c["deviceId"]) for c in watch.claims] == [
+        (refusing.id, "ios-c"),
+        (offered.id, "ios-c"),
+    ]
+    [refusal] = [e for e in watch.errors if "status of 403" in e]  # NOT_ELIGIBLE, logged
+    watch.errors.remove(refusal)
+    await watch.assert_token_kept_in(bearer)
+
+
 async def test_without_a_valid_token_the_page_asks_to_log_in(client, ops, clock, context, tmp_path):
     campaign = await published(ops)
     clock.set(T0_MS + 1_000)

@@ -179,3 +179,24 @@ def test_codes_honest_redeemers_win_and_bots_are_locked_out(local_stack):
     assert "redeem: ACCEPTED" in output
     assert "redeem: CODE_LOCKED" in output
     assert " 40 " in verdict_row(output, run_id, "codes")
+
+
+def test_skydrop_open_drops_at_most_k_by_the_dice_and_rows_match(local_stack):
+    run_id, output = run_scenario(
+        local_stack, "skydrop_open", "--stock", "40", "--user-pool", "150", users=20, seconds=10
+    )
+    assert "skydrop verdict: PASS" in output, output
+    assert f"lt-{run_id}-sd-lucky tried" in output
+    assert "open: 1 dropped" in output
+    assert int(verdict_row(output, run_id, "sd-small").split()[2]) <= 10  # its stock
+
+
+def test_bind_job_during_a_seckill_herd_shares_the_stock_exactly(local_stack):
+    run_id, output = run_scenario(
+        local_stack, "bind_herd", "--stock", "80", "--countdown", "3", "--user-pool", "300",
+        users=30, seconds=10,
+    )  # fmt: skip
+    assert "bind verdict: PASS" in output, output
+    assert "herd latency while the job ran" in output
+    row = verdict_row(output, run_id, "bind-herd").split()
+    assert row[1:4] == ["80", "80", "80"]  # stock, accepted, rows: sold out, all persisted

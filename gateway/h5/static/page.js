@@ -6,6 +6,7 @@ import { claimCoupon, fetchCampaign, newRequestId, rememberedRequestId, syncServ
 import { STATUS_REASONS, describe } from "./screens.js";
 
 const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+const CAMPAIGN_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const POLL_MS = 10000;
 const STOCK = {
   plenty: ["库存充足", "Plenty left"],
@@ -95,6 +96,7 @@ function showReason(reason, answer = null) {
     facts.lastChild.id = "coupon-expiry";
     box.append(facts);
   }
+  if (reason === "NOT_ELIGIBLE" && answer && CAMPAIGN_ID.test(answer.offer || "")) box.append(offerLink(answer.offer));
   const bridge = window.flashclaimBridge;
   if (name === "login" && bridge && typeof bridge.login === "function") {
     const login = bilingual("button", "去登录", "Log in");
@@ -103,6 +105,15 @@ function showReason(reason, answer = null) {
     box.append(login);
   }
   state.shown = name;
+}
+
+// "Holds A: offer B instead" (NOT_ELIGIBLE with an offer): a link to B's page, same channel.
+// Same tab, same origin: the token and device the app handed over stay in sessionStorage.
+function offerLink(offer) {
+  const link = bilingual("a", "改领这张券", "Claim this one instead");
+  link.id = "offer";
+  link.href = `/h5/${encodeURIComponent(offer)}${location.search}`;
+  return link;
 }
 
 function clearReason() {
