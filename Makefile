@@ -9,7 +9,7 @@ export FLASHCLAIM_JWT_SECRET ?= local-demo-jwt-secret-not-for-production
 export FLASHCLAIM_ADMIN_TOKEN ?= local-demo-admin-token-not-for-production
 export FLASHCLAIM_CREDIT_PAYMENT_SECRET ?= local-demo-credit-payment-secret-not-for-production
 
-.PHONY: install tools lint types test run bench loadtest clean
+.PHONY: install tools lint types test test-cluster run bench loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,17 @@ lint: install ## ruff: lint and formatting
 types: install ## mypy, strict
 	$(BIN)/mypy
 
-test: tools lint types ## lint, types, then the whole suite against real Redis and PostgreSQL
+# The claim and hand-off suites run a second time on a local Redis Cluster (3 masters +
+# 3 replicas) in `make test`; `make test-cluster` adds the fault and load-test suites.
+CLUSTER_QUICK := tests/claim tests/handoff/test_handoff.py
+CLUSTER_ALL := tests/claim tests/handoff tests/loadtests tests/cluster
+
+test: tools lint types ## lint, types, the whole suite, then claim and hand-off tests on a Redis Cluster
 	$(BIN)/pytest
+	TEST_REDIS_CLUSTER=1 $(BIN)/pytest -q $(CLUSTER_QUICK) --deselect tests/claim/test_model.py
+
+test-cluster: tools install ## the claim, hand-off, fault and load-test suites on a local Redis Cluster
+	TEST_REDIS_CLUSTER=1 $(BIN)/pytest -q $(CLUSTER_ALL)
 
 run: install ## the whole stack: Redis, Kafka, PostgreSQL if none answer, gateway, relay, consumer
 	$(BIN)/flashclaim up
@@ -58,7 +67,7 @@ loadtest: install ## make loadtest SCENARIO=seckill|skydrop|skydrop_open|bind_he
 	  --csv reports/$(SCENARIO) --html reports/$(SCENARIO).html $(LOCUST_ARGS)
 
 # Also: p99 at half the peak, RSS after a 100k-user herd (PROFILE=1: a flame graph; BENCH_WORKERS=2).
-bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end; consumer A/B; rejoin; H5 herd; channels; use; funnel; credit; shards
+bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end; consumer A/B; rejoin; H5 herd; channels; use; funnel; credit; shards; Redis Cluster and WAIT
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.claim_bench
@@ -71,6 +80,7 @@ bench: install ## claims/s vs a hello-world (wrk); hand-off vs COPY; end to end;
 	$(BIN)/python -m bench.stats_bench
 	$(BIN)/python -m bench.credit_bench
 	$(BIN)/python -m bench.shards_bench
+	$(BIN)/python -m bench.cluster_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var bench/out reports

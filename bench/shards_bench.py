@@ -9,7 +9,9 @@ borrowing, the lean Redis connection; no HTTP, which ``bench/claim_bench.py`` me
 
 1. hot, 1 shard     one campaign with stock to spare, every claim accepted;
 2. hot, 4 shards    the same with ``stockShards`` 4 (on one Redis: the cost of sharding);
-3. 64 campaigns     claims spread over 64 campaigns (smaller batches: the many-campaign case).
+3. 64 campaigns     claims spread over 64 campaigns (smaller batches: the many-campaign case);
+4. sold out, 1 / 4 shards  the herd after the last coupon, answered from the worker's memory
+                    (the winners set; one per stock shard for a sharded campaign).
 
 Per workload: claims/s (wall), this process's CPU µs per claim (the gateway side), and
 Redis's: ``INFO commandstats`` µs inside EVALSHA per claim (the scripts alone) and
@@ -53,6 +55,7 @@ SHARDS = 4
 MANY = 64
 DRAIN_STOCK = 20_000
 OUT = Path(__file__).resolve().parent / "out"
+BASES = {"sold out, 4 shards": "sold out, 1 shard"}  # the others compare with "hot, 1 shard"
 
 
 def campaign(campaign_id: str, stock: int, shards: int) -> Campaign:
@@ -177,9 +180,13 @@ async def main() -> None:
                 "hot, 1 shard": ["hot-1"],
                 "hot, 4 shards": ["hot-4"],
                 f"{MANY} campaigns": [f"many-{i}" for i in range(MANY)],
+                "sold out, 1 shard": ["gone-1"],
+                "sold out, 4 shards": ["gone-4"],
             }
             await write_campaign(bench.redis, campaign("hot-1", 10**9, 1))
             await write_campaign(bench.redis, campaign("hot-4", 10**9, SHARDS))
+            for cid, shards in (("gone-1", 1), ("gone-4", SHARDS)):
+                await write_campaign(bench.redis, campaign(cid, SHARDS, shards))
             for cid in workloads[f"{MANY} campaigns"]:
                 await write_campaign(bench.redis, campaign(cid, 10**9, 1))
             for ids in workloads.values():  # warm-up: caches, scripts loaded
@@ -200,17 +207,19 @@ def report(runs: dict[str, list[dict[str, float]]], drained: dict[str, Any]) -> 
     columns = ("claims_per_s", "gateway_cpu_us_per_claim", "redis_script_us_per_claim",
                "redis_cpu_us_per_claim", "claims_per_script_call")  # fmt: skip
     print(f"\nstock shards, one redis-server, {ROUNDS} rounds of {SECONDS:.0f} s (medians)")
-    print(f"{'workload':<16}{'claims/s':>10}{'gw µs':>8}{'script µs':>11}{'redis µs':>10}"
-          f"{'batch':>7}{'1e6/redis µs':>14}  ratio to 1 shard per round")  # fmt: skip
+    print(f"{'workload':<20}{'claims/s':>10}{'gw µs':>8}{'script µs':>11}{'redis µs':>10}"
+          f"{'batch':>10}{'1e6/redis µs':>14}  ratio to 1 shard, per round")  # fmt: skip
     medians = {}
     for name, rounds in runs.items():
         med = {c: statistics.median(r[c] for r in rounds) for c in columns}
         medians[name] = med
+        base = runs[BASES.get(name, "hot, 1 shard")]
         ratios = [r["claims_per_s"] / b["claims_per_s"] for r, b in
-                  zip(rounds, runs["hot, 1 shard"], strict=True)]  # fmt: skip
-        print(f"{name:<16}{med['claims_per_s']:>10,.0f}{med['gateway_cpu_us_per_claim']:>8.1f}"
+                  zip(rounds, base, strict=True)]  # fmt: skip
+        print(f"{name:<20}{med['claims_per_s']:>10,.0f}{med['gateway_cpu_us_per_claim']:>8.1f}"
               f"{med['redis_script_us_per_claim']:>11.1f}{med['redis_cpu_us_per_claim']:>10.1f}"
-              f"{med['claims_per_script_call']:>7.1f}{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
+              f"{med['claims_per_script_call']:>10,.1f}"
+              f"{1e6 / med['redis_cpu_us_per_claim']:>14,.0f}"
               f"  {', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
     print(f"drain: {DRAIN_STOCK:,} over {SHARDS} shards, 70 % of users on shard 0: issued "
           f"{drained['issued']:,} (exact), {drained['transfers']} transfers, "

@@ -20,8 +20,14 @@ from gateway.campaigns.store import CampaignStore
 from gateway.infra.clients import redis_client
 from gateway.infra.clock import ManualClock
 from gateway.infra.settings import Settings
-from gateway.stack.servers import KafkaBroker, RedisServer, drop_database, scratch_database
-from tests.helpers import ADMIN_TOKEN, JWT_SECRET, T0_MS
+from gateway.stack.servers import (
+    KafkaBroker,
+    RedisClusterServers,
+    RedisServer,
+    drop_database,
+    scratch_database,
+)
+from tests.helpers import ADMIN_TOKEN, JWT_SECRET, ON_CLUSTER, T0_MS
 from tests.local_stack import LocalStack
 
 #: The PostgreSQL server tests make their scratch databases on.
@@ -44,12 +50,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RedisServer | RedisClusterServers]:
     """The session's Redis, with an AOF as production's: a gateway refuses to serve claims
-    from a Redis that would forget them (tests of that start a volatile one of their own)."""
+    from a Redis that would forget them (tests of that start a volatile one of their own).
+    With ``TEST_REDIS_CLUSTER=1``, the session's Redis Cluster."""
+    if ON_CLUSTER:
+        yield request.getfixturevalue("redis_cluster")
+        return
     server = RedisServer(tmp_path_factory.mktemp("redis"), aof=True, fsync="everysec").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A local Redis Cluster, started on first use: 3 masters, 3 replicas, AOF on each."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture(scope="session")
@@ -92,10 +112,13 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, database_url: str) -> Settings:
+def settings(redis_server: RedisServer | RedisClusterServers, database_url: str) -> Settings:
     return Settings.from_env(
         {},
         redis_url=redis_server.url,
+        redis_cluster=isinstance(redis_server, RedisClusterServers),
+        # six more redis-servers on two shared cores: connects alone can take a second
+        redis_timeout_ms=3000 if isinstance(redis_server, RedisClusterServers) else 1000,
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         admin_token=ADMIN_TOKEN,
@@ -158,10 +181,14 @@ def lua_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def _local_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LocalStack]]:
-    """The session's ``flashclaim up`` runs, all on one data dir; the last one is current."""
+def _local_stacks(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[list[LocalStack]]:
+    """The session's ``flashclaim up`` runs, all on one data dir; the last one is current
+    (on the session's Redis Cluster with ``TEST_REDIS_CLUSTER=1``)."""
+    cluster = request.getfixturevalue("redis_cluster").url if ON_CLUSTER else ""
     stacks: list[LocalStack] = []
-    stacks.append(LocalStack(tmp_path_factory.mktemp("up")).start())
+    stacks.append(LocalStack(tmp_path_factory.mktemp("up"), cluster).start())
     yield stacks
     stacks[-1].stop()
 
@@ -173,5 +200,5 @@ def local_stack(_local_stacks: list[LocalStack]) -> LocalStack:
     another file having run first."""
     current = _local_stacks[-1]
     if current.process is None or current.process.poll() is not None:
-        _local_stacks.append(LocalStack(current.data_dir).start())
+        _local_stacks.append(LocalStack(current.data_dir, current.cluster_url).start())
     return _local_stacks[-1]

@@ -29,6 +29,9 @@ T0_MS = int(T0.timestamp() * 1000)
 DAY_MS = 86_400_000
 _ids = itertools.count()
 
+#: Set (``make test-cluster``): the session's Redis is a local Redis Cluster.
+ON_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER", "") not in ("", "0")
+
 
 def spec(**overrides: Any) -> dict[str, Any]:
     """A valid campaign spec (cash-off 100 off 500, opening at T0), with overrides."""

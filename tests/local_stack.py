@@ -23,8 +23,9 @@ from tests.helpers import ADMIN_TOKEN, JWT_SECRET
 class LocalStack:
     """A running ``flashclaim up``; ``env`` reaches its services, ``claim_command`` is printed."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, cluster_url: str = "") -> None:
         self.data_dir = data_dir
+        self.cluster_url = cluster_url  # a Redis Cluster to adopt instead of a Redis of its own
         self.port, self.redis_port, self.kafka_port = free_port(), free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.output = data_dir / "up.log"
@@ -43,6 +44,8 @@ class LocalStack:
             "FLASHCLAIM_WORKERS": "2",
         }
         env.pop("FLASHCLAIM_DATABASE_URL", None)
+        if self.cluster_url:
+            env.update(FLASHCLAIM_REDIS_URL=self.cluster_url, FLASHCLAIM_REDIS_CLUSTER="true")
         return env
 
     def start(self, timeout_s: float = 90.0) -> LocalStack:
@@ -65,11 +68,12 @@ class LocalStack:
         raise TimeoutError(f"flashclaim up did not come up:\n{self.output.read_text()}")
 
     def spawn(self, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+        redis = [] if self.cluster_url else ["--redis-port", str(self.redis_port)]
         return subprocess.Popen(
             [
                 sys.executable, "-m", "gateway.cli", "up",
                 "--port", str(self.port),
-                "--redis-port", str(self.redis_port),
+                *redis,
                 "--kafka-port", str(self.kafka_port),
                 "--data-dir", str(self.data_dir),
                 "--embedded-postgres",

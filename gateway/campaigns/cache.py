@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.infra.clock import Clock, Day, day_of
@@ -176,6 +176,8 @@ async def follow_campaign_events(
     while not stop.is_set():
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
+            if isinstance(redis, RedisCluster):  # its pub/sub needs the slot map read first
+                await redis.initialize()
             await pubsub.subscribe(CAMPAIGN_EVENTS)
             on_change(None)
             subscribed.set()

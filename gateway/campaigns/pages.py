@@ -78,6 +78,14 @@ class PageSetup(msgspec.Struct, rename="camel", forbid_unknown_fields=True, froz
             header_image_url=own.header_image_url or base.header_image_url,
         )
 
+    def titled_copy_for(self, channel: str, name: str) -> PageCopy:
+        """``copy_for``, with the campaign's name as the title where the copy gives none,
+        as one line of copy (a name may hold what copy may not: a tab, a newline)."""
+        page = self.copy_for(channel)
+        if page.title:
+            return page
+        return msgspec.structs.replace(page, title="".join(c for c in name if printable(c)))
+
 
 def printable(text: str) -> bool:
     """One line of copy: no control characters (NUL, newlines…), no line or paragraph

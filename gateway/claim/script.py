@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.claim.wire import Script, Wire
+from gateway.claim.wire import ClusterWire, Script, Wire
 from gateway.infra import lua
 from gateway.keys import CampaignKeys
 from gateway.reasons import Reason
@@ -164,7 +164,9 @@ class ClaimScript:
     """``claim.lua`` registered on one Redis client, called over the claim path's own
     connection (``wire``) when there is one, else through redis-py."""
 
-    def __init__(self, redis: Redis, major_version: int = 7, wire: Wire | None = None) -> None:
+    def __init__(
+        self, redis: Redis, major_version: int = 7, wire: Wire | ClusterWire | None = None
+    ) -> None:
         self._script = lua.register(redis, "claim", major_version)
         self._lean = Script(lua.for_redis(lua.source("claim"), major_version))
         self._wire = wire

@@ -34,7 +34,7 @@ from gateway.claim.script import (
     coupon_id_for,
 )
 from gateway.claim.winners import Winners
-from gateway.claim.wire import Wire, supports
+from gateway.claim.wire import ClusterWire, Wire, supports
 from gateway.identifiers import CampaignId, DeviceId, Label, RequestId
 from gateway.infra import metrics
 from gateway.infra.auth import Claimant
@@ -95,8 +95,7 @@ class ClaimService:
         self._clock = clock
         self._settings = settings
         self._timeout_s = settings.redis_timeout_ms / 1000
-        lean = settings.claim_lean_redis and supports(settings.redis_url)
-        self._wire = Wire(settings.redis_url, self._timeout_s) if lean else None
+        self._wire = _wire(settings, self._timeout_s)
         self._script = ClaimScript(redis, wire=self._wire)
         self.campaigns = CampaignCache(redis, clock, settings.campaign_cache_ms, self._timeout_s)
         self.profiles = (
@@ -172,7 +171,7 @@ class ClaimService:
         exhausted = view.exhausted_at(now)
         if exhausted is not None:
             metrics.child(metrics.CACHE_ANSWERS, request.campaign_id, exhausted).inc()
-            winners = self.winners.of(request.campaign_id)
+            winners = self.winners.of(request.campaign_id, view.keys_for(claimant.user_id).shard)
             if winners is not None and request.request_id not in winners:
                 return Outcome(exhausted)  # not a winner's retry: nothing to look up
             return await self._batcher(self._replayers, view, self._replay, claim).submit(claim)
@@ -240,13 +239,16 @@ class ClaimService:
             replay_ttl_s=self._settings.replay_ttl_s,
             outbox_max_len=self._settings.outbox_max_len,
             claims=[_script_input(cid, claim) for claim in claims],
-            winners_max=0 if sharded else self._settings.sold_out_memory_max,
+            winners_max=self._settings.sold_out_memory_max,
         )
         started = time.perf_counter()
         async with asyncio.timeout(self._timeout_s):
             decided = await self._script(batch)
         if sharded:
             decided = await self._borrowing(view, batch, decided)
+        if self._settings.redis_wait_replicas and _accepts(decided.decisions):
+            async with asyncio.timeout(self._timeout_s):  # a borrow's claims: the same shard
+                await self._replicated(batch.keys.config)
         metrics.child(metrics.SCRIPT_SECONDS, "claim").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(claims))  # the figures per batch, not per claim
         if not sharded:  # a shard's figures are not the campaign's (admin view: the sums)
@@ -260,8 +262,7 @@ class ClaimService:
             [d.reason for d in decided.decisions],
         )
         exhausted = any(d.reason in EXHAUSTED for d in decided.decisions)
-        if not sharded:
-            self.winners.observe(view.keys, decided.issued, exhausted)
+        self.winners.observe(batch.keys, decided.issued, exhausted)  # the shard's issued
         expiries: dict[int, str] = {}  # a batch's coupons share one or two expiry instants
         outcomes = []
         for d in decided.decisions:
@@ -272,6 +273,18 @@ class ClaimService:
                 )
             outcomes.append(Outcome(d.reason, d.coupon_id, expires, d.replayed))
         return outcomes
+
+    async def _replicated(self, key: str) -> None:
+        """``WAIT`` for the configured replicas to hold the batch just decided (on the
+        connection that sent it). Past the WAIT timeout the claims are answered as
+        decided (they are in the master, its outbox included) and the batch is counted:
+        a failover before the replicas catch up loses them, reconcile finds them."""
+        wanted = self._settings.redis_wait_replicas
+        assert self._wire is not None  # WAIT is sent only over the claim path's own connection
+        acked = await self._wire.wait(key, wanted, self._settings.redis_wait_timeout_ms)
+        if acked < wanted:
+            metrics.UNREPLICATED.inc()
+            log.warning("a claim batch was acknowledged by %d of %d replicas", acked, wanted)
 
     async def _borrowing(self, view: CampaignView, batch: Batch, decided: Decided) -> Decided:
         """A shard's SOLD_OUT is not yet the campaign's: borrow stock from the other shards
@@ -324,6 +337,23 @@ class ClaimService:
             (claim.refusal or refusal) if record is None else _replayed(claim, record, view)
             for claim, record in zip(claims, records, strict=True)
         ]
+
+
+def _wire(settings: Settings, timeout_s: float) -> Wire | ClusterWire | None:
+    """The claim path's own connection: to the one Redis, or to each master of a cluster.
+    ``WAIT`` durability needs it (WAIT covers the writes of the connection it is sent on),
+    so ``redis_wait_replicas`` turns it on whatever ``claim_lean_redis`` says."""
+    lean = settings.claim_lean_redis or settings.redis_wait_replicas > 0
+    if not (lean and supports(settings.redis_url)):
+        return None
+    if settings.redis_cluster:
+        return ClusterWire(settings.redis_url, timeout_s)
+    return Wire(settings.redis_url, timeout_s)
+
+
+def _accepts(decisions: Sequence[Decision]) -> bool:
+    """Whether a batch accepted a claim just now (a replay wrote nothing new)."""
+    return any(d.reason is Reason.ACCEPTED and not d.replayed for d in decisions)
 
 
 def _refused(refused: Refusal) -> Outcome:

@@ -12,6 +12,9 @@ The set is exact for the ``issued`` it was read at. New winners need more stock,
 set is dropped when a batch reports another ``issued`` and when the campaign changes (a
 top-up or any other operator change announces itself; ``invalidate``), the same events
 that end the worker's "exhausted" memory.
+
+A campaign over stock shards (gateway/shards/) has a list per shard, of the claims of the
+users routed there; a retry goes to its user's shard, so that shard's set answers it.
 """
 
 from __future__ import annotations
@@ -41,18 +44,18 @@ class Winners:
         self._redis = redis
         self._max_size = max_size
         self._timeout_s = timeout_s
-        self._known: dict[str, _Known] = {}
-        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._known: dict[tuple[str, int], _Known] = {}  # by (campaign, stock shard)
+        self._loading: dict[tuple[str, int], asyncio.Task[None]] = {}
 
-    def of(self, campaign_id: str) -> frozenset[str] | None:
-        """The campaign's winners if known to be complete, else None (ask Redis)."""
-        known = self._known.get(campaign_id)
+    def of(self, campaign_id: str, shard: int = 0) -> frozenset[str] | None:
+        """The campaign's (shard's) winners if known to be complete, else None (ask Redis)."""
+        known = self._known.get((campaign_id, shard))
         return None if known is None else known.rids
 
     def observe(self, keys: CampaignKeys, issued: int, exhausted: bool) -> None:
         """After a script call: drop a set another ``issued`` made stale; load one when
         the campaign is exhausted and none is known."""
-        cid = keys.campaign_id
+        cid = (keys.campaign_id, keys.shard)
         known = self._known.get(cid)
         if known is not None and known.issued != issued:
             del self._known[cid]
@@ -62,17 +65,15 @@ class Winners:
 
     def invalidate(self, campaign_id: str | None = None) -> None:
         """Forget one campaign's winners (or all): it changed."""
-        if campaign_id is None:
-            self._known.clear()
-        else:
-            self._known.pop(campaign_id, None)
-        for cid in list(self._loading) if campaign_id is None else [campaign_id]:
+        for cid in [k for k in self._known if campaign_id in (None, k[0])]:
+            del self._known[cid]
+        for cid in [k for k in self._loading if campaign_id in (None, k[0])]:
             task = self._loading.pop(cid, None)
             if task is not None:
                 task.cancel()
 
     async def _load(self, keys: CampaignKeys) -> None:
-        cid = keys.campaign_id
+        cid = (keys.campaign_id, keys.shard)
         try:
             async with asyncio.timeout(self._timeout_s * 5):
                 async with self._redis.pipeline(transaction=True) as pipe:

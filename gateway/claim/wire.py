@@ -29,8 +29,17 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.connection import parse_url
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    InvalidResponse,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, NoScriptError
 
 RETRIES = 3
 BACKOFF_S = (0.05, 0.1, 0.2)
@@ -91,30 +100,52 @@ class _Protocol(asyncio.Protocol):
 class Wire:
     """One pipelined RESP connection to the Redis at ``url``, opened on first use."""
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(
+        self, url: str, connect_timeout_s: float, address: tuple[str, int] | None = None
+    ) -> None:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        if address is not None:  # another node of the cluster ``url`` names
+            self._options.update(host=address[0], port=address[1])
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
-    async def command(self, *args: str | int | float | bytes) -> Any:
+    async def command(self, *args: str | int | float | bytes, retries: int = RETRIES) -> Any:
         """Send one command, return its reply (redis-py's exception for an error reply)."""
-        for attempt in range(RETRIES + 1):
+        for attempt in range(retries + 1):
             try:
                 return await self._send(args)
             except RedisConnectionError:
-                if attempt == RETRIES:
+                if attempt == retries:
                     raise
                 await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
         raise AssertionError("unreachable")
 
-    async def evalsha(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
-        """Run ``script`` by its digest; load it first if this Redis does not know it."""
+    async def evalsha(
+        self, script: Script, keys: list[str], args: list[str | int], *, asking: bool = False
+    ) -> Any:
+        """Run ``script`` by its digest; load it first if this Redis does not know it.
+        ``asking``: precede it with ASKING (a cluster slot being migrated here)."""
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self.command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await (self._asking(call) if asking else self.command(*call))
         except NoScriptError:
             await self.command("SCRIPT", "LOAD", script.text)
-            return await self.command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await (self._asking(call) if asking else self.command(*call))
+
+    async def wait(self, key: str, replicas: int, timeout_ms: int) -> int:
+        """``WAIT``: how many replicas acknowledged every write sent on this connection so
+        far, waiting ``timeout_ms`` at most (``key`` matters only on a cluster)."""
+        return int(await self.command("WAIT", replicas, timeout_ms, retries=0))
+
+    async def _asking(self, call: tuple[str | int, ...]) -> Any:
+        """ASKING and ``call`` back to back on one connection (ASKING covers the next
+        command only)."""
+        asking = asyncio.ensure_future(self._send(("ASKING",)))
+        try:
+            return await self._send(call)
+        finally:
+            await asking
 
     async def aclose(self) -> None:
         """Close the connection (a later call would open it again)."""
@@ -179,6 +210,126 @@ class Wire:
             setup.append(("SELECT", int(options["db"])))
         for args in setup:
             await self._send(args)
+
+
+class ClusterWire:
+    """The claim path's connections to a Redis Cluster: one ``Wire`` per master, each
+    command sent to the master of its key's slot (every key of a claim decision shares a
+    campaign's hash tag, so one slot decides a batch).
+
+    The slot map comes from ``CLUSTER SLOTS`` of any node that answers (the seed of
+    ``url`` first, then every node seen so far). ``MOVED`` (a slot now served elsewhere)
+    updates the map and sends again; ``ASK`` (a slot being migrated) sends ``ASKING`` and
+    the command to the node named; a lost connection, ``CLUSTERDOWN``, ``READONLY`` (a
+    master turned replica) or ``TRYAGAIN`` read the map again after a pause, and send
+    again: the claim service's timeout bounds the whole. After a failover the first call
+    that fails on the dead master rereads the map and goes to the promoted replica.
+    """
+
+    PAUSES_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0)
+
+    def __init__(self, url: str, connect_timeout_s: float) -> None:
+        self._url = url
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._seed = (options.get("host", "localhost"), int(options.get("port", 6379)))
+        self._connect_timeout_s = connect_timeout_s
+        self._nodes: dict[tuple[str, int], Wire] = {}
+        self._known: list[tuple[str, int]] = [self._seed]  # nodes to ask for the map
+        self._slots: list[tuple[str, int] | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+        self._refreshing: asyncio.Lock | None = None
+        self.refreshes = 0  # slot maps read so far (tests, metrics)
+
+    async def command(self, *args: str | int | float | bytes) -> Any:
+        """Send a command whose first argument (``args[1]``) is a key (MGET, GET...)."""
+        key = str(args[1])
+        return await self._routed(key, lambda wire, asking: wire.command(*args))
+
+    async def evalsha(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
+        """Run ``script`` on the master of ``keys[0]``'s slot (all keys share it)."""
+        return await self._routed(
+            keys[0], lambda wire, asking: wire.evalsha(script, keys, args, asking=asking)
+        )
+
+    async def wait(self, key: str, replicas: int, timeout_ms: int) -> int:
+        """``WAIT`` on the connection to ``key``'s master: how many replicas acknowledged
+        every write sent on it so far, waiting ``timeout_ms`` at most."""
+        wire = self._wire(self._slots[key_slot(key.encode())] or self._seed)
+        return int(await wire.command("WAIT", replicas, timeout_ms, retries=0))
+
+    async def aclose(self) -> None:
+        """Close every node's connection."""
+        nodes, self._nodes = self._nodes, {}
+        for wire in nodes.values():
+            await wire.aclose()
+
+    async def _routed(self, key: str, send: Any) -> Any:
+        slot = key_slot(key.encode())
+        asking_node: tuple[str, int] | None = None
+        for attempt, pause in enumerate((*self.PAUSES_S, None)):
+            node = asking_node or self._slots[slot]
+            if node is None:
+                await self._refresh()
+                node = self._slots[slot]
+                if node is None:
+                    raise ClusterDownError(f"CLUSTERDOWN no node serves slot {slot}")
+            try:
+                return await send(self._wire(node), asking_node is not None)
+            except MovedError as moved:
+                self._slots[moved.slot_id] = (moved.host, moved.port)
+                asking_node = None
+                if attempt == 0:
+                    self._schedule_refresh()  # more slots may have moved with this one
+                continue
+            except AskError as ask:  # after MovedError: MovedError is an AskError
+                asking_node = (ask.host, ask.port)
+                continue
+            except (RedisConnectionError, ClusterDownError, ReadOnlyError, TryAgainError):
+                if pause is None:
+                    raise
+                asking_node = None
+            await asyncio.sleep(pause)
+            await self._refresh()
+        raise ClusterDownError(f"CLUSTERDOWN slot {slot}: too many redirections")
+
+    def _wire(self, node: tuple[str, int]) -> Wire:
+        wire = self._nodes.get(node)
+        if wire is None:
+            wire = self._nodes[node] = Wire(self._url, self._connect_timeout_s, node)
+        return wire
+
+    def _schedule_refresh(self) -> None:
+        task = asyncio.ensure_future(self._refresh())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _refresh(self) -> None:
+        """Read the slot map from the first node that answers (one at a time)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        if self._refreshing.locked():
+            async with self._refreshing:
+                return  # someone else just read it
+        async with self._refreshing:
+            for node in list(self._known):
+                try:
+                    reply = await self._wire(node).command("CLUSTER", "SLOTS", retries=0)
+                except (RedisConnectionError, ClusterDownError):
+                    continue
+                self._apply(reply)
+                self.refreshes += 1
+                return
+            raise RedisConnectionError("no Redis Cluster node answers CLUSTER SLOTS")
+
+    def _apply(self, reply: list[list[Any]]) -> None:
+        slots: list[tuple[str, int] | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+        known = [self._seed]
+        for start, end, master, *replicas in reply:
+            owner = (str(master[0]) or self._seed[0], int(master[1]))
+            slots[int(start) : int(end) + 1] = [owner] * (int(end) - int(start) + 1)
+            for node in (owner, *((str(r[0]) or self._seed[0], int(r[1])) for r in replicas)):
+                if node not in known:
+                    known.append(node)
+        self._slots = slots
+        self._known = known + [n for n in self._known if n not in known]
 
 
 class Script:

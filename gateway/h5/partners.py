@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway.campaigns.admin_api import OPS, InvalidFields
 from gateway.campaigns.commands import run
 from gateway.campaigns.ops import CampaignOps
-from gateway.campaigns.pages import PageCopy, printable
+from gateway.campaigns.pages import PageCopy
 from gateway.campaigns.spec import Campaign, FieldError, InvalidSpec
 from gateway.campaigns.store import CampaignNotFound
 from gateway.h5.api import DEFAULT_CHANNEL
@@ -61,10 +61,7 @@ def page_link(campaign: Campaign, channel: str, base: str) -> PageLink:
     if campaign.channels and channel not in campaign.channels:
         allowed = ", ".join(campaign.channels)
         raise InvalidSpec([FieldError("channel", f"the campaign takes claims from {allowed}")])
-    page = campaign.pages.copy_for(channel)
-    if not page.title:  # the campaign's name, as one line of copy (a name may hold any text)
-        title = "".join(char for char in campaign.name if printable(char))
-        page = msgspec.structs.replace(page, title=title)
+    page = campaign.pages.titled_copy_for(channel, campaign.name)
     url = f"{base}/h5/{campaign.id}?channel={channel}"
     return PageLink(campaign_id=campaign.id, channel=channel, url=url, page=page)
 

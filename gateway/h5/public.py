@@ -115,9 +115,7 @@ class Snapshot:
     def public(self, channel: str, now_ms: int) -> PublicCampaign:
         """The public view for a page opened for ``channel``, at ``now_ms``."""
         status = self.status_at(now_ms)
-        page = self.campaign.pages.copy_for(channel)
-        if not page.title:
-            page = msgspec.structs.replace(page, title=self.campaign.name)
+        page = self.campaign.pages.titled_copy_for(channel, self.campaign.name)
         return PublicCampaign(
             id=self.campaign.id,
             name=self.campaign.name,

@@ -12,16 +12,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.infra.settings import Settings
@@ -36,6 +37,8 @@ def redis_client(settings: Settings) -> Redis:
     """A Redis client for operations: every command has its own timeout, and the pool
     waits briefly for a free connection, then gives up."""
     timeout = settings.redis_timeout_ms / 1000
+    if settings.redis_cluster:
+        return cluster_client(settings, socket_timeout=timeout)
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
@@ -52,6 +55,8 @@ def claim_redis_client(settings: Settings) -> Redis:
     """A Redis client for the claim path: no per-command timers (the claim service bounds
     each batch with one), and a pool that fails at once rather than queueing; batching
     keeps at most two calls in flight per campaign."""
+    if settings.redis_cluster:
+        return cluster_client(settings, socket_timeout=None)
     pool = ConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
@@ -61,6 +66,44 @@ def claim_redis_client(settings: Settings) -> Redis:
         **_reconnect(),
     )
     return Redis.from_pool(pool)
+
+
+def cluster_client(settings: Settings, *, socket_timeout: float | None) -> Redis:
+    """redis-py's cluster client, seeded by the node ``redis_url`` names: it reads the
+    slot map, sends each command to the master of its key's slot, follows MOVED and ASK,
+    and after a failover (a connection lost, a timeout) reads the slot map again.
+
+    Typed as ``Redis``: ``RedisCluster`` offers the same command methods, scripts,
+    pipelines (a transaction's keys must share a slot: every campaign's keys share a hash
+    tag), pub/sub and ``scan_iter`` (which walks every master); code that needs the
+    difference asks ``is_cluster``.
+    """
+    cluster = _Cluster.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=settings.redis_timeout_ms / 1000,
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6),
+    )
+    return cast(Redis, cluster)
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client whose "no node reachable" is a ``ConnectionError``, as a
+    lone Redis's is: every caller already handles ``RedisError`` (redis-py raises
+    ``RedisClusterException``, no ``RedisError``, when it cannot read the slot map)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(str(exc)) from exc
+
+
+def is_cluster(redis: Redis) -> bool:
+    """Whether ``redis`` is a cluster client (``cluster_client``)."""
+    return isinstance(redis, RedisCluster)
 
 
 def _reconnect() -> dict[str, Any]:

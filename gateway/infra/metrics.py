@@ -59,6 +59,11 @@ CHANNEL_CLAIMS = Counter(
     " channels or give them quotas; unlisted channels count as 'other').",
     ["campaign", "channel", "reason"],
 )
+UNREPLICATED = Counter(
+    "flashclaim_claims_unreplicated_total",
+    "Batches with accepted claims answered although fewer replicas than"
+    " FLASHCLAIM_REDIS_WAIT_REPLICAS acknowledged them within the WAIT timeout.",
+)
 REPLAYS = Counter(
     "flashclaim_claim_replays_total",
     "Retries of an accepted requestId, answered with the original coupon.",

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.infra import metrics
@@ -86,7 +86,11 @@ class Persistence:
 
 
 async def read_persistence(redis: Redis) -> Persistence:
-    """Ask Redis what it keeps on disk (``RedisError`` if it does not answer at all)."""
+    """Ask Redis what it keeps on disk (``RedisError`` if it does not answer at all).
+    On a Redis Cluster, every node is asked and the one that keeps least decides (any
+    node may be a master after a failover)."""
+    if isinstance(redis, RedisCluster):
+        return await _cluster_persistence(redis)
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for name in ("appendonly", "appendfsync", "save"):  # one each: Redis 6 takes one
@@ -107,6 +111,35 @@ async def read_persistence(redis: Redis) -> Persistence:
         snapshots=bool(config.get("save", "").strip()),
         source="CONFIG GET",
     )
+
+
+_KEEPING = {"aof": 0, "snapshots": 1, "unknown": 2, "none": 3}
+
+
+async def _cluster_persistence(cluster: RedisCluster) -> Persistence:
+    """The weakest node's persistence (``CONFIG`` is a per-node command; nodes are asked
+    at once, so the check takes a node's round trips, not six nodes')."""
+    await cluster.initialize()  # reads the slot map on first use (a no-op after)
+    found = await asyncio.gather(*(_node_persistence(cluster, n) for n in cluster.get_nodes()))
+    if not found:
+        raise RedisError("no Redis Cluster node is known")
+    return max(found, key=lambda p: (_KEEPING[p.mode], p.fsync != "always"))
+
+
+async def _node_persistence(cluster: RedisCluster, node: Any) -> Persistence:
+    config: dict[str | None, str | None] = {}
+    try:
+        names = ("appendonly", "appendfsync", "save")  # one each: Redis 6 takes one
+        for reply in await asyncio.gather(
+            *(cluster.config_get(n, target_nodes=node) for n in names)
+        ):
+            config.update(reply)
+    except ResponseError:  # CONFIG renamed or forbidden
+        info: dict[str, Any] = await cluster.info("persistence", target_nodes=node)
+        return Persistence(bool(int(info.get("aof_enabled", 0))), "", None, "INFO persistence")
+    aof, fsync = config.get("appendonly") == "yes", config.get("appendfsync") or ""
+    snapshots = bool((config.get("save") or "").strip())
+    return Persistence(aof, fsync, snapshots, "CONFIG GET")
 
 
 class PersistenceGuard:
@@ -138,8 +171,11 @@ class PersistenceGuard:
 
     async def check(self) -> bool:
         """Read Redis's persistence now; False if Redis did not answer (state kept)."""
+        # A cluster's check reads the slot map (first time) and asks every node: more
+        # round trips than one Redis's single pipeline, so it gets more time.
+        timeout_s = self._timeout_s * (5 if isinstance(self._redis, RedisCluster) else 1)
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 state = await read_persistence(self._redis)
         except (RedisError, OSError) as exc:
             log.debug("could not read Redis persistence: %s", exc)

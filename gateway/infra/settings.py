@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_pool_size: _Positive = 64
     claim_lean_redis: bool = True  # the claim path's own hiredis connection (not via redis-py)
     allow_volatile_redis: bool = False  # serve claims from a Redis that keeps nothing on disk
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster (README)
+    redis_wait_replicas: _NonNegative = 0  # an accepted batch waits for this many replicas
+    redis_wait_timeout_ms: _Positive = 100  # ...at most this long (then answered, counted)
 
     # Request rates, per worker process, per second (0 switches a limit off).
     user_rate: _NonNegative = 10

@@ -239,7 +239,7 @@ def page_link(settings: Settings) -> str:
 def write_stack_env(settings: Settings, path: Path) -> None:
     """Where this stack's services are, for ``make loadtest`` and other shells to source."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ("redis_url", "kafka_bootstrap", "database_url", "host", "port")
+    names = ("redis_url", "redis_cluster", "kafka_bootstrap", "database_url", "host", "port")
     env = to_env(settings)
     path.write_text(
         "".join(

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis
@@ -152,11 +153,13 @@ class RedisServer(_Server):
         aof: bool = False,
         fsync: str = "always",
         binary: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         super().__init__(host, port)
         self.data_dir = data_dir
         self.aof = aof
         self.fsync = fsync  # "always" for fault tests; benches and `up` use "everysec"
+        self.extra = extra  # more redis-server options, e.g. a cluster node's
         self._binary = binary or redis_binary()
 
     @property
@@ -170,7 +173,7 @@ class RedisServer(_Server):
         args = [self._binary, "--port", str(self.port), "--bind", self.host]
         args += ["--dir", str(self.data_dir), "--save", "", "--daemonize", "no"]
         args += ["--appendonly", "yes" if self.aof else "no", "--appendfsync", self.fsync]
-        args += ["--maxmemory-policy", "noeviction", "--loglevel", "warning"]
+        args += ["--maxmemory-policy", "noeviction", "--loglevel", "warning", *self.extra]
         self.process = launch(args, "redis-server", self.host, self.port)
         client = redis.Redis(host=self.host, port=self.port)
         deadline = time.monotonic() + 10
@@ -185,6 +188,125 @@ class RedisServer(_Server):
                     time.sleep(0.02)
         finally:
             client.close()
+
+
+class RedisClusterServers:
+    """A real Redis Cluster on loopback: ``masters`` masters, each with ``replicas``
+    replicas, every node a ``RedisServer`` of the same binary with its own data dir.
+
+    ``cluster-node-timeout`` is short (``node_timeout_ms``) so a killed master's replica
+    takes over within a few seconds; ``cluster-replica-validity-factor 0`` lets a replica
+    take over however long its link was down (tests freeze and kill nodes on purpose).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        masters: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 1000,
+        aof: bool = True,
+        fsync: str = "everysec",
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.replicas = replicas
+        options: tuple[str, ...] = ("--cluster-enabled", "yes")
+        options += ("--cluster-node-timeout", str(node_timeout_ms))
+        options += ("--cluster-replica-validity-factor", "0", "--appendfilename", "aof")
+        # The bus port is given: the default (port + 10000) overflows for high free ports.
+        self.nodes = [
+            RedisServer(
+                data_dir / f"node{i}",
+                host=host,
+                aof=aof,
+                fsync=fsync,
+                extra=(*options, "--cluster-port", str(free_port())),
+            )
+            for i in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the first node: a cluster client finds the others from it."""
+        return self.nodes[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's URL (seeds for a client that may find some nodes dead)."""
+        return [node.url for node in self.nodes]
+
+    def start(self, timeout: float = 60.0) -> RedisClusterServers:
+        """Start every node, join them into one cluster, wait until every slot is served."""
+        for node in self.nodes:
+            node.start()
+        addresses = [f"{node.host}:{node.port}" for node in self.nodes]
+        create = [shutil.which("redis-cli") or "redis-cli", "--cluster", "create", *addresses]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        try:
+            subprocess.run(create, check=True, capture_output=True, timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.stop()
+            raise StartError(f"redis-cli --cluster create failed: {exc}") from exc
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 60.0, *, replicated: bool = True) -> None:
+        """Block until every running node says ``cluster_state:ok``, all 16384 slots are
+        served, the nodes agree on the masters and (``replicated``) every master has its
+        replicas attached: after a start, a failover or a rejoin."""
+        deadline = time.monotonic() + timeout
+        while not self._settled(replicated):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster did not settle within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def _settled(self, replicated: bool) -> bool:
+        views = set()
+        alive = {node.port for node in self.running()}
+        for node in self.running():
+            client = redis.Redis(host=node.host, port=node.port, decode_responses=True)
+            try:
+                info = client.cluster("info")
+                slots: list[list[Any]] = client.cluster("slots")
+            except redis.exceptions.RedisError:
+                return False
+            finally:
+                client.close()
+            if info.get("cluster_state") != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                return False
+            if any(int(r[2][1]) not in alive for r in slots):
+                return False  # a dead master still serves slots, as far as this node knows
+            if replicated and any(len(r) - 3 < self.replicas for r in slots):
+                return False
+            views.add(tuple(sorted((int(r[0]), int(r[2][1])) for r in slots)))
+        return len(views) == 1
+
+    def running(self) -> list[RedisServer]:
+        """The nodes whose process is alive."""
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now."""
+        for node in self.running():
+            client = redis.Redis(host=node.host, port=node.port, decode_responses=True)
+            try:
+                slot = int(client.cluster("keyslot", key))
+                for start, end, master, *_ in client.cluster("slots"):
+                    if start <= slot <= end:
+                        return next(n for n in self.nodes if n.port == master[1])
+            except redis.exceptions.RedisError:
+                continue
+            finally:
+                client.close()
+        raise LookupError(f"no running node knows who serves {key!r}")
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
 
 
 class KafkaBroker(_Server):

@@ -58,11 +58,14 @@ class AbuseTally:
         hour = hour_of(now_ms)
         key = keys.abuse_hour(hour)
         try:
+            # The hour is listed first, its counts added after: on a Redis Cluster the two
+            # keys lie on different slots, so they cannot share a transaction (a listed hour
+            # whose counts failed is read as fewer refusals; the tally retries them).
+            await redis.sadd(keys.ABUSE_HOURS, hour)
             async with redis.pipeline(transaction=True) as pipe:
                 for (campaign_id, reason), n in counts.items():
                     pipe.hincrby(key, f"{campaign_id}|{reason}", n)
                 pipe.expire(key, _TTL_S)
-                pipe.sadd(keys.ABUSE_HOURS, hour)
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError):
             self._counts.update(counts)

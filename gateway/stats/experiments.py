@@ -125,9 +125,9 @@ class ExperimentStore:
         return promoted
 
     async def _publish(self, experiment: Experiment) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.experiment(experiment.id), msgspec.json.encode(experiment))
-        pipe.hset(
+        """The document first, then the index that points at it (two slots on a Redis
+        Cluster, so no transaction: a reader never finds the index without its document)."""
+        await self.redis.set(keys.experiment(experiment.id), msgspec.json.encode(experiment))
+        await self.redis.hset(
             keys.EXPERIMENT_OF, mapping={v.campaign_id: experiment.id for v in experiment.variants}
         )
-        await pipe.execute()

@@ -181,9 +181,11 @@ async def read_day(redis: Redis, campaign_id: str, day: str) -> list[DayFigures]
     counts: dict[str, str] = await redis.hgetall(keys.exposure_views(campaign_id, day))  # type: ignore[assignment]
     channels = sorted(counts)
     pipe = redis.pipeline(transaction=False)
+    # PFCOUNT by name: redis-py's cluster pipeline refuses its pfcount() (a multi-key
+    # command there); each of these counts one key, routed to that key's node.
     for channel in channels:
-        pipe.pfcount(keys.exposure_viewers(campaign_id, day, channel))
-    pipe.pfcount(keys.exposure_viewers(campaign_id, day))
+        pipe.execute_command("PFCOUNT", keys.exposure_viewers(campaign_id, day, channel))
+    pipe.execute_command("PFCOUNT", keys.exposure_viewers(campaign_id, day))
     uniques = await pipe.execute()
     when = date(int(day[:4]), int(day[4:6]), int(day[6:]))
     rows = [

@@ -101,7 +101,7 @@ class ExperimentRouter:
                     keys.EXPERIMENT_OF
                 )
                 ids = sorted(set(owners.values()))
-                texts = await self._redis.mget([keys.experiment(i) for i in ids]) if ids else []
+                texts = await _documents(self._redis, [keys.experiment(i) for i in ids])
                 campaigns = sorted(owners)
                 groups = await self._redis.hmget(keys.CAMPAIGN_INDEX, campaigns) if owners else []
                 shards = await shard_counts(self._redis, campaigns)
@@ -117,3 +117,14 @@ class ExperimentRouter:
         self._groups = {c: str(g or "") for c, g in zip(campaigns, groups, strict=True)}
         self._shards = dict(zip(campaigns, shards, strict=True))
         self._fetched_ms = self._clock.now_ms()
+
+
+async def _documents(redis: Redis, names: list[str]) -> list[str | None]:
+    """GET each key in one round trip per node: the keys lie on different slots of a
+    Redis Cluster, where one MGET of them is refused (CROSSSLOT)."""
+    if not names:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(name)
+        return list(await pipe.execute())

@@ -34,7 +34,7 @@ from gateway.infra.clients import redis_client
 from gateway.infra.clock import ManualClock, day_of, iso_ms
 from gateway.infra.settings import Settings
 from gateway.reasons import Reason
-from tests.helpers import ADMIN_TOKEN, DAY_MS, JWT_SECRET, SHANGHAI, T0_MS, spec
+from tests.helpers import ADMIN_TOKEN, DAY_MS, JWT_SECRET, ON_CLUSTER, SHANGHAI, T0_MS, spec
 
 USERS = {  # user -> (new_user, level, tags)
     "u0": (True, 0, ""),
@@ -235,6 +235,7 @@ class ClaimScriptMachine(RuleBasedStateMachine):
     """Real Redis + ClaimService on one side, ``Model`` on the other."""
 
     server_url = ""
+    on_cluster = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -243,6 +244,8 @@ class ClaimScriptMachine(RuleBasedStateMachine):
         self.settings = Settings.from_env(
             {},
             redis_url=self.server_url,
+            redis_cluster=self.on_cluster,
+            redis_timeout_ms=5000 if self.on_cluster else 1000,  # 6 nodes on 2 busy cores
             jwt_secret=JWT_SECRET,
             admin_token=ADMIN_TOKEN,
             user_rate=0,
@@ -359,6 +362,7 @@ class ClaimScriptMachine(RuleBasedStateMachine):
 
 def test_claim_script_matches_the_model(redis_server):
     ClaimScriptMachine.server_url = redis_server.url
+    ClaimScriptMachine.on_cluster = ON_CLUSTER
     machine = settings(
         max_examples=200,
         stateful_step_count=50,

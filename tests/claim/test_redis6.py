@@ -36,7 +36,7 @@ def redis6(tmp_path: Path):
 
 @pytest.fixture
 async def stack6(redis6, kafka_settings, pool, clock) -> AsyncIterator[tuple[Any, ...]]:
-    settings = msgspec.structs.replace(kafka_settings, redis_url=redis6.url)
+    settings = msgspec.structs.replace(kafka_settings, redis_url=redis6.url, redis_cluster=False)
     redis = redis_client(settings)
     info = await redis.info("server")
     assert info["redis_version"].startswith("6.2")

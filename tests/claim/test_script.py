@@ -9,7 +9,7 @@ from redis.exceptions import ResponseError
 
 from gateway.campaigns.ops import keys_of
 from gateway.claim.script import Batch, ClaimInput, ClaimScript
-from gateway.claim.wire import Wire
+from gateway.claim.wire import ClusterWire, Wire
 from gateway.infra.lua import lua_dir, source
 from gateway.reasons import Reason
 from tests.helpers import T0_MS, published, snapshot
@@ -55,7 +55,9 @@ async def test_malformed_call_is_refused_before_any_write(redis, settings, ops, 
     claim = ClaimInput("u1", "d1", "req-00000001", "coupon-1", False, 0, "", "seckill")
     batch = Batch(keys_of(campaign), "20261111", T0_MS + 1, T0_MS + 86_400_000, 60, 1000, [claim])
     good_keys, good_args = batch.call()
-    wire = Wire(settings.redis_url, 1.0) if lean else None
+    wire = (
+        (ClusterWire if settings.redis_cluster else Wire)(settings.redis_url, 1.0) if lean else None
+    )
     script = ClaimScript(redis, wire=wire)
     assert (await script.raw(good_keys, good_args))[0][0][0] == 0  # well-formed works
     before = await snapshot(redis, campaign)

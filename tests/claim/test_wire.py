@@ -11,6 +11,11 @@ import uvloop
 from redis.exceptions import AskError, MovedError, NoScriptError, ResponseError
 
 from gateway.claim.wire import Script, Wire
+from tests.helpers import ON_CLUSTER
+
+pytestmark = pytest.mark.skipif(
+    ON_CLUSTER, reason="one Redis's connection; the cluster's is tests/cluster/test_cluster.py"
+)
 
 
 @pytest.fixture

@@ -174,6 +174,18 @@ def test_the_public_base_url_is_an_http_origin_and_path(base):
     assert base_url(fine) == "https://m.example/shop"
 
 
+async def test_a_name_with_control_characters_titles_the_page_and_the_public_view(client, ops):
+    """A campaign name may hold a tab or a newline, page copy may not: the title (the name,
+    when no copy gives one) drops them, on the admin link and on the public view alike."""
+    await published(ops, id="pc-ctl", name="双11\t抢券\n\u202e", channels=["h5"])
+    link = await client.get("/admin/campaigns/pc-ctl/page", headers=ADMIN)
+    assert link.status == 200
+    assert (await link.json())["page"]["title"] == "双11抢券"
+    public = await client.get("/api/campaigns/pc-ctl/public")
+    assert public.status == 200
+    assert (await public.json())["page"]["title"] == "双11抢券"
+
+
 def test_a_campaign_name_with_control_characters_makes_a_one_line_title():
     """Found by the fuzz suite: the page falls back to the campaign's name as its title."""
     campaign = msgspec.convert(msgspec.to_builtins(decode_spec(spec(name="Double\n11\x01"))),

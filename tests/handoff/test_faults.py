@@ -192,7 +192,7 @@ async def test_broker_paused_then_resumed(
 async def own_redis(tmp_path, settings, pool, clock):
     """A Redis with an AOF (appendfsync always) that a test may kill and restart."""
     server = RedisServer(tmp_path / "redis", aof=True).start()
-    own = msgspec.structs.replace(settings, redis_url=server.url)
+    own = msgspec.structs.replace(settings, redis_url=server.url, redis_cluster=False)
     client = redis_client(own)
     ops = CampaignOps(CampaignStore(pool), client, clock)
     yield server, own, client, ops
@@ -205,7 +205,7 @@ async def test_redis_restarted_from_its_aof(
 ):
     server, own, redis, ops = own_redis
     clock.set(T0_MS + 1000)
-    client = await make_client(redis_url=server.url)
+    client = await make_client(redis_url=server.url, redis_cluster=False)
     campaign = await published(ops, stock=100, perUserLimit=1)
     told = await claims_from(client, campaign, range(60))
     server.kill()
@@ -223,7 +223,7 @@ async def test_redis_restored_from_an_older_aof_then_recovered(
     server, own, redis, ops = own_redis
     settings = msgspec.structs.replace(own, **kafka_overrides)
     clock.set(T0_MS + 1000)
-    client = await make_client(redis_url=server.url)
+    client = await make_client(redis_url=server.url, redis_cluster=False)
     campaign = await published(ops, stock=100, perUserLimit=1, perDeviceLimit=1)
     first = await claims_from(client, campaign, range(40))
     async with running_consumer(settings, database_url), running_relay(settings, redis):

@@ -27,7 +27,9 @@ def volatile_server(tmp_path):
 @pytest.fixture
 async def volatile(volatile_server, settings):
     """Settings and a client for the volatile Redis."""
-    volatile_settings = msgspec.structs.replace(settings, redis_url=volatile_server.url)
+    volatile_settings = msgspec.structs.replace(
+        settings, redis_url=volatile_server.url, redis_cluster=False
+    )
     client = redis_client(volatile_settings)
     await client.flushall()
     yield volatile_settings, client
@@ -41,7 +43,7 @@ async def metric(client, name: str) -> str:
 
 async def test_claims_are_refused_from_a_redis_that_would_forget_them(make_client, volatile):
     settings, _ = volatile
-    client = await make_client(redis_url=settings.redis_url)
+    client = await make_client(redis_url=settings.redis_url, redis_cluster=False)
     status, answer = await claim(client, "u1", "any-campaign")
     assert (status, answer["reason"]) == (503, "UNAVAILABLE")
     assert "FLASHCLAIM_ALLOW_VOLATILE_REDIS" in answer["message"]
@@ -58,7 +60,9 @@ async def test_claims_are_refused_from_a_redis_that_would_forget_them(make_clien
 
 async def test_allowed_it_serves_and_says_so(make_client, volatile, pool, clock):
     settings, volatile_redis = volatile
-    client = await make_client(redis_url=settings.redis_url, allow_volatile_redis=True)
+    client = await make_client(
+        redis_url=settings.redis_url, redis_cluster=False, allow_volatile_redis=True
+    )
     clock.set(T0_MS + 1000)
     campaign = await published(CampaignOps(CampaignStore(pool), volatile_redis, clock))
     status, answer = await claim(client, "u1", campaign.id)
@@ -75,7 +79,7 @@ async def test_allowed_it_serves_and_says_so(make_client, volatile, pool, clock)
 
 async def test_turning_the_aof_on_reopens_a_refusing_gateway(make_client, volatile):
     settings, volatile_redis = volatile
-    client = await make_client(redis_url=settings.redis_url)
+    client = await make_client(redis_url=settings.redis_url, redis_cluster=False)
     assert (await claim(client, "u1", "any"))[1]["reason"] == "UNAVAILABLE"
     await volatile_redis.config_set("appendonly", "yes")
     guard = client.app[PERSISTENCE]

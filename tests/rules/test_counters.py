@@ -47,7 +47,7 @@ async def test_channel_quotas_hold_under_a_herd(make_client, ops, redis):
     shared = await published(
         ops, stock=60, perUserLimit=1, channelQuotas={"code": 40, "seckill": 40}
     )
-    gateways = [await make_client(batch_max=32) for _ in range(3)]
+    gateways = [await make_client(batch_max=32, redis_timeout_ms=10_000) for _ in range(3)]
     rng = random.Random(6)
     sends = [
         (rng.choice(gateways), f"user-{n}", campaign.id, CHANNELS[n % 3], f"rid-{campaign.id}-{n}")
@@ -81,7 +81,7 @@ async def test_money_caps_hold_under_a_herd(make_client, ops, redis, clock):
     daily = await published(
         ops, stock=1000, perUserLimit=5, dailyBudgetCents=300_000, budgetCents=1_000_000
     )
-    gateways = [await make_client(batch_max=32) for _ in range(3)]
+    gateways = [await make_client(batch_max=32, redis_timeout_ms=10_000) for _ in range(3)]
     rng = random.Random(7)
     sends = [
         (rng.choice(gateways), f"user-{n}", campaign.id, "seckill", f"rid-{campaign.id}-{n}-{k}")

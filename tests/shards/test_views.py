@@ -4,9 +4,12 @@ and the offers rule "holds a coupon of campaign A" (the user's shard)."""
 
 from __future__ import annotations
 
+import asyncio
+
+from gateway.claim.api import CLAIMS
 from gateway.redemption.recent import recent_claims
 from gateway.shards.stock import shard_of
-from tests.helpers import T0_MS, claim, published
+from tests.helpers import T0_MS, auth, body, claim, published
 
 SHARDS = 4
 
@@ -58,3 +61,27 @@ async def test_an_offer_sees_a_coupon_held_on_another_shard(client, ops, clock):
     assert (await claim(client, user, held.id))[0] == 200
     status, body = await claim(client, user, gated.id)
     assert (status, body["reason"], body.get("offer")) == (403, "NOT_ELIGIBLE", offered.id)
+
+
+async def test_the_sold_out_herd_is_answered_from_each_shards_winners(make_client, ops, clock):
+    """Once sold out, a shard that decides a batch loads its own winners (the claims of its
+    users): their retries replay from that set, newcomers are refused from memory."""
+    client = await make_client(sold_out_cache_ms=0)  # every batch reaches the script
+    campaign = await published(ops, stock=SHARDS, perUserLimit=1, stockShards=SHARDS)
+    clock.set(T0_MS)
+    winners = users_on(1, 3) + users_on(2, 1)  # shard 1 borrows two
+    rids = {}
+    for user in winners:
+        request = body(campaign.id)
+        answer = await client.post("/api/coupon/issue", json=request, headers=auth(user))
+        assert (await answer.json())["reason"] == "ACCEPTED"
+        rids[user] = request
+    assert (await claim(client, users_on(1, 4)[3], campaign.id))[1]["reason"] == "SOLD_OUT"
+    service = client.app[CLAIMS]
+    for _ in range(100):
+        if service.winners.of(campaign.id, 1) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert service.winners.of(campaign.id, 1) == {rids[u]["requestId"] for u in winners[:3]}
+    retry = await client.post("/api/coupon/issue", json=rids[winners[0]], headers=auth(winners[0]))
+    assert (await retry.json())["reason"] == "ACCEPTED"
