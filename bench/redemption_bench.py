@@ -4,7 +4,9 @@ The baseline, measured in the same run on the same table: a plain asyncpg condit
 ``UPDATE coupons … WHERE status = 'unused' RETURNING`` (lock) and ``… WHERE status =
 'locked' RETURNING`` (confirm) per coupon, no order row, no events. Ours: the real
 ``orders.lock`` + ``orders.confirm`` (order row, row locks, rule checks, per-item
-allocation, audit events), and ``usable_coupons`` + ``quote`` for a wallet of 12 coupons.
+allocation, audit events), the same pairs with ``orders.confirm_in_transaction`` (the
+step-by-step confirm, A/B against the one-statement confirm in the same rounds), and
+``usable_coupons`` + ``quote`` for a wallet of 12 coupons.
 Baseline and ours alternate over ``BENCH_ROUNDS`` rounds of ``BENCH_PAIRS`` pairs at
 ``BENCH_CONCURRENCY`` tasks; the ratio of each round compares runs seconds apart.
 Figures are printed and written to ``bench/out/redemption_bench.json``.
@@ -119,8 +121,14 @@ def baseline_jobs(pool: asyncpg.Pool, coupons: list[str]) -> list[Callable[[], A
     return [functools.partial(pair, c) for c in coupons]
 
 
+Confirm = Callable[[asyncpg.pool.PoolConnectionProxy, str, str, int], Awaitable[orders.OrderState]]
+
+
 def our_jobs(
-    pool: asyncpg.Pool, owned: list[tuple[str, str]], now_ms: int
+    pool: asyncpg.Pool,
+    owned: list[tuple[str, str]],
+    now_ms: int,
+    confirm: Confirm = orders.confirm,
 ) -> list[Callable[[], Awaitable[None]]]:
     async def pair(user: str, coupon: str) -> None:
         order = f"o-{coupon}"
@@ -129,7 +137,7 @@ def our_jobs(
             state = await orders.lock(conn, user, request, now_ms=now_ms, ttl_ms=900_000,
                                       new_user=False)  # fmt: skip
             assert state.status == "locked"
-            confirmed = await orders.confirm(conn, user, order, now_ms)
+            confirmed = await confirm(conn, user, order, now_ms)
             assert confirmed.status == "confirmed"
 
     return [functools.partial(pair, u, c) for u, c in owned]
@@ -162,12 +170,17 @@ async def run() -> dict[str, object]:
             users = [f"r{r}-{i}" for i in range(PAIRS)]
             base = await give(pool, campaigns[2], users, now_ms)
             ours = await give(pool, campaigns[2], users, now_ms)
+            stepwise = await give(pool, campaigns[2], users, now_ms)
             baseline = await timed(baseline_jobs(pool, base))
             pairs = await timed(our_jobs(pool, list(zip(users, ours, strict=True)), now_ms))
+            steps = await timed(our_jobs(pool, list(zip(users, stepwise, strict=True)), now_ms,
+                                         orders.confirm_in_transaction))  # fmt: skip
             quotes = await timed(quote_jobs(pool, wallet_users * 5, now_ms))
-            rounds.append({"baseline": baseline, "pairs": pairs, "quotes": quotes})
+            rounds.append({"baseline": baseline, "pairs": pairs, "pairs_stepwise": steps,
+                           "quotes": quotes})  # fmt: skip
             print(f"round {r + 1}: baseline {baseline:,.0f} pairs/s, lock+confirm"
-                  f" {pairs:,.0f} pairs/s ({pairs / baseline:.2f}), quotes {quotes:,.0f}/s"
+                  f" {pairs:,.0f} pairs/s ({pairs / baseline:.2f}), with the stepwise"
+                  f" confirm {steps:,.0f} ({steps / baseline:.2f}), quotes {quotes:,.0f}/s"
                   f" ({quotes / baseline:.2f})")  # fmt: skip
     finally:
         await pool.close()
@@ -175,6 +188,9 @@ async def run() -> dict[str, object]:
     return {
         "rounds": rounds,
         "pairs_ratio_median": statistics.median(r["pairs"] / r["baseline"] for r in rounds),
+        "pairs_stepwise_ratio_median": statistics.median(
+            r["pairs_stepwise"] / r["baseline"] for r in rounds
+        ),
         "quotes_ratio_median": statistics.median(r["quotes"] / r["baseline"] for r in rounds),
         "concurrency": CONCURRENCY,
         "pairs_per_round": PAIRS,
@@ -184,7 +200,8 @@ async def run() -> dict[str, object]:
 def main() -> int:
     """Run, print, write the figures."""
     figures = asyncio.run(run())
-    print(f"lock+confirm / baseline (median): {figures['pairs_ratio_median']:.2f};"
+    print(f"lock+confirm / baseline (median): {figures['pairs_ratio_median']:.2f}"
+          f" (stepwise confirm {figures['pairs_stepwise_ratio_median']:.2f});"
           f" quotes / baseline (median): {figures['quotes_ratio_median']:.2f}")  # fmt: skip
     OUT.mkdir(exist_ok=True)
     (OUT / "redemption_bench.json").write_text(json.dumps(figures, indent=2))

@@ -471,7 +471,7 @@ COMMANDS = [
     Command("stats", _stats, "a campaign's funnel per channel and day: views, claims, use",
             "Reads the rollups in PostgreSQL (run flashclaim rollup for today's exposures).",
             (), ("DATABASE_URL",), _stats_flags),
-    Command("rollup", _rollup, "copy exposures from Redis into PostgreSQL",
+    Command("rollup", _rollup, "copy exposures and abuse tallies from Redis into PostgreSQL",
             "Safe to run at any time and as often as wanted: figures are written, not added.",
             (), ("REDIS_URL", "DATABASE_URL")),
     Command("health", _health, "a campaign's health check: budget burn, use-rate swings,"

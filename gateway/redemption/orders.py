@@ -283,6 +283,32 @@ async def _replay(conn: Conn, user: str, order: str, print_: str, now_ms: int) -
     return _state(row, replayed=True)
 
 
+# The lock's writes in one statement: the coupons (whose rows the transaction already
+# holds) locked to the order with their discounts, one ``lock`` event per coupon, and the
+# order row priced; ``locked_count`` lets the caller refuse (and roll back) a short lock.
+_LOCK = """
+WITH locked AS (
+    UPDATE coupons c SET status = 'locked', order_id = $2, lock_expires_at = $3,
+           locked_at = $4, discount_cents = u.discount
+    FROM unnest($1::uuid[], $5::bigint[]) AS u(coupon_id, discount)
+    WHERE c.coupon_id = u.coupon_id AND c.user_id = $6 AND c.expires_at > $4
+      AND (c.status = 'unused' OR (c.status = 'locked' AND c.lock_expires_at <= $4))
+    RETURNING c.coupon_id, c.campaign_id, c.user_id, c.discount_cents
+), events AS (
+    INSERT INTO coupon_events (coupon_id, campaign_id, user_id, transition, from_status,
+                               to_status, order_id, amount_cents, discount_cents, actor, at)
+    SELECT l.coupon_id, l.campaign_id, l.user_id, 'lock', 'unused', 'locked', $2, $7,
+           l.discount_cents, $8, $4
+    FROM locked l
+)
+UPDATE coupon_orders SET discount_cents = $9, pay_cents = amount_cents - $9,
+       allocation = $10::jsonb, locked_until = $3, credit_cents = $11,
+       credit_principal_cents = $12, credit_bonus_cents = $13
+WHERE user_id = $6 AND order_id = $2
+RETURNING *, (SELECT count(*) FROM locked) AS locked_count
+"""
+
+
 async def _lock_new(
     conn: Conn,
     user: str,
@@ -295,9 +321,11 @@ async def _lock_new(
 ) -> OrderState:
     ids = sorted(request.coupons)
     effective = EFFECTIVE.format(now="$2")
-    records = await conn.fetch(
-        f"SELECT c.*, {effective} AS effective FROM coupons c"
-        " WHERE c.coupon_id = ANY($1::uuid[]) ORDER BY c.coupon_id FOR UPDATE",
+    records = await conn.fetch(  # with each coupon's campaign: one round trip
+        f"SELECT c.*, {effective} AS effective, k.spec AS campaign_spec,"
+        " k.status AS campaign_status, k.version AS campaign_version"
+        " FROM coupons c LEFT JOIN campaigns k ON k.id = c.campaign_id"
+        " WHERE c.coupon_id = ANY($1::uuid[]) ORDER BY c.coupon_id FOR UPDATE OF c",
         ids,
         at(now_ms),
     )
@@ -305,7 +333,7 @@ async def _lock_new(
     missing = [c for c in ids if c not in mine]
     if missing:
         raise Refused(Reason.COUPON_NOT_FOUND, f"you hold no coupon {missing[0]}")
-    known = await wallet.campaigns(conn, {r["campaign_id"] for r in mine.values()})
+    known = wallet.joined_campaigns(mine.values())
     verdicts = []
     for coupon_id in ids:
         record_ = mine[coupon_id]
@@ -343,51 +371,28 @@ async def _lock_new(
                 actor="gateway",
                 now_ms=now_ms,
             )
-    locked = await conn.fetch(
-        """
-        UPDATE coupons c SET status = 'locked', order_id = $2, lock_expires_at = $3,
-               locked_at = $4, discount_cents = u.discount
-        FROM unnest($1::uuid[], $5::bigint[]) AS u(coupon_id, discount)
-        WHERE c.coupon_id = u.coupon_id AND c.user_id = $6 AND c.expires_at > $4
-          AND (c.status = 'unused' OR (c.status = 'locked' AND c.lock_expires_at <= $4))
-        RETURNING c.coupon_id
-        """,
+    credit = await _hold_credit(conn, user, request, priced, until, now_ms)
+    allocation = {"discounts": priced.discounts, "lines": priced.allocation,
+                  "credit": credit.per_item,
+                  "items": [[i.total_cents, i.quantity] for i in request.items]}  # fmt: skip
+    row = await conn.fetchrow(
+        _LOCK,
         ids,
         request.order_id,
         at(until),
         at(now_ms),
         [priced.discounts[c] for c in ids],
         user,
-    )
-    if len(locked) != len(ids):  # cannot happen while we hold the rows; never half a lock
-        raise Refused(Reason.COUPON_LOCKED)
-    await record(
-        conn,
-        "lock",
-        [(c, "unused", "locked", priced.discounts[c]) for c in ids],
-        order_id=request.order_id,
-        amount_cents=request.amount_cents,
-        actor=actor,
-        now_ms=now_ms,
-    )
-    credit = await _hold_credit(conn, user, request, priced, until, now_ms)
-    allocation = {"discounts": priced.discounts, "lines": priced.allocation,
-                  "credit": credit.per_item,
-                  "items": [[i.total_cents, i.quantity] for i in request.items]}  # fmt: skip
-    row = await conn.fetchrow(
-        "UPDATE coupon_orders SET discount_cents = $3, pay_cents = amount_cents - $3,"
-        " allocation = $4::jsonb, locked_until = $5, credit_cents = $6,"
-        " credit_principal_cents = $7, credit_bonus_cents = $8"
-        " WHERE user_id = $1 AND order_id = $2 RETURNING *",
-        user,
-        request.order_id,
+        request.amount_cents,
+        actor,
         priced.discount_cents,
         msgspec.json.encode(allocation).decode(),
-        at(until),
         credit.cents,
         credit.principal_cents,
         credit.bonus_cents,
     )
+    if row is None or row["locked_count"] != len(ids):  # cannot happen: we hold the rows
+        raise Refused(Reason.COUPON_LOCKED)  # never half a lock (the transaction rolls back)
     return _state(row)
 
 
@@ -449,9 +454,57 @@ async def _hold_credit(
     )
 
 
+# A confirm in one statement (its own transaction): the order row, then its coupons in
+# coupon-id order (as every transition takes them), then the coupons' UPDATE, their events
+# and the order's UPDATE, each written only when every coupon of the order is still locked
+# to it (``whole``). No row back: the order is not a live lock without credit, or a coupon
+# left it; ``confirm_in_transaction`` decides those (and changes nothing here).
+_CONFIRM = """
+WITH o AS (
+    SELECT user_id, order_id, coupon_ids, amount_cents FROM coupon_orders
+    WHERE user_id = $1 AND order_id = $2 AND status = 'locked' AND locked_until > $3
+      AND credit_cents = 0
+    FOR UPDATE
+), held AS (
+    SELECT c.coupon_id FROM coupons c, o
+    WHERE c.coupon_id = ANY(o.coupon_ids) AND c.user_id = $1 AND c.order_id = $2
+      AND c.status = 'locked'
+    ORDER BY c.coupon_id FOR UPDATE OF c
+), whole AS (
+    SELECT o.* FROM o WHERE (SELECT count(*) FROM held) = cardinality(o.coupon_ids)
+), used AS (
+    UPDATE coupons c SET status = 'used', used_at = $3, lock_expires_at = NULL
+    FROM whole WHERE c.coupon_id IN (SELECT coupon_id FROM held)
+      AND c.user_id = $1 AND c.order_id = $2 AND c.status = 'locked'
+    RETURNING c.coupon_id, c.campaign_id, c.user_id, c.discount_cents
+), events AS (
+    INSERT INTO coupon_events (coupon_id, campaign_id, user_id, transition, from_status,
+                               to_status, order_id, amount_cents, discount_cents, actor, at)
+    SELECT u.coupon_id, u.campaign_id, u.user_id, 'confirm', 'locked', 'used', $2,
+           whole.amount_cents, u.discount_cents, $4, $3
+    FROM used u, whole
+)
+UPDATE coupon_orders co SET status = 'confirmed', settled_at = $3
+FROM whole WHERE co.user_id = whole.user_id AND co.order_id = whole.order_id
+RETURNING co.*
+"""
+
+
 async def confirm(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
     """The order was paid: its coupons are used. A lock past its time is released and the
-    confirm refused (``LOCK_EXPIRED``); the release stays."""
+    confirm refused (``LOCK_EXPIRED``); the release stays.
+
+    The common case (a live lock, no credit) is one statement, one round trip; anything
+    else (a replay, an expired lock, credit to settle, a refusal) goes through the
+    transaction of ``confirm_in_transaction``."""
+    row = await conn.fetchrow(_CONFIRM, user, order, at(now_ms), f"user:{user}")
+    if row is not None:
+        return _state(row)
+    return await confirm_in_transaction(conn, user, order, now_ms)
+
+
+async def confirm_in_transaction(conn: Conn, user: str, order: str, now_ms: int) -> OrderState:
+    """``confirm`` step by step in one transaction: every case, the same outcome."""
     async with conn.transaction():
         row = await _order_for_update(conn, user, order)
         if _due(row, now_ms):

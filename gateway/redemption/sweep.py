@@ -34,17 +34,29 @@ class Swept:
 
 
 async def expire_locks(pool: asyncpg.Pool, now_ms: int, batch: int = BATCH) -> int:
-    """Release every order whose lock ran out (one batch); return how many."""
-    async with pool.acquire() as conn, conn.transaction():
+    """Release the orders whose lock ran out (one batch, one transaction per order);
+    return how many this call released (an order another session holds is skipped)."""
+    released = 0
+    async with pool.acquire() as conn:
         due = await conn.fetch(
-            "SELECT * FROM coupon_orders WHERE status = 'locked' AND locked_until <= $1"
-            " ORDER BY locked_until LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "SELECT user_id, order_id FROM coupon_orders WHERE status = 'locked'"
+            " AND locked_until <= $1 ORDER BY locked_until LIMIT $2",
             at(now_ms),
             batch,
         )
-        for row in due:
-            await release(conn, row, "expired", "sweeper", now_ms)
-    return len(due)
+        for key in due:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT * FROM coupon_orders WHERE user_id = $1 AND order_id = $2"
+                    " AND status = 'locked' AND locked_until <= $3 FOR UPDATE SKIP LOCKED",
+                    key["user_id"],
+                    key["order_id"],
+                    at(now_ms),
+                )
+                if row is not None:
+                    await release(conn, row, "expired", "sweeper", now_ms)
+                    released += 1
+    return released
 
 
 async def expire_coupons(pool: asyncpg.Pool, now_ms: int, batch: int = BATCH) -> int:

@@ -8,6 +8,7 @@ whether or not the sweeper has recorded the transition yet. Correctness needs no
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,18 @@ async def campaigns(conn: Conn | asyncpg.Pool, ids: set[str]) -> dict[str, Campa
     )
     return {
         row["id"]: _decoded(row["id"], row["version"], row["status"], row["spec"]) for row in rows
+    }
+
+
+def joined_campaigns(records: Iterable[asyncpg.Record]) -> dict[str, Campaign]:
+    """The campaigns of coupon rows selected with their campaign joined (``campaign_spec``,
+    ``campaign_status``, ``campaign_version``; a coupon of no campaign has none)."""
+    return {
+        r["campaign_id"]: _decoded(
+            r["campaign_id"], r["campaign_version"], r["campaign_status"], r["campaign_spec"]
+        )
+        for r in records
+        if r["campaign_spec"] is not None
     }
 
 

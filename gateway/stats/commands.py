@@ -19,6 +19,7 @@ from gateway.campaigns.cache import CampaignCache
 from gateway.infra.clients import open_clients
 from gateway.infra.clock import SystemClock
 from gateway.infra.settings import Settings
+from gateway.stats import abuse
 from gateway.stats.exposures import rollup as rollup_exposures
 from gateway.stats.funnel import FunnelReport, FunnelRow, funnel
 from gateway.stats.health import HealthReport, health
@@ -118,12 +119,14 @@ async def stats(
 
 
 async def rollup(settings: Settings) -> int:
-    """Copy exposures from Redis into PostgreSQL (``exposure_daily``)."""
+    """Copy exposures and abuse tallies from Redis into PostgreSQL (``exposure_daily``,
+    ``abuse_hourly``): what the reconciler's round does, by hand."""
     clock = SystemClock()
     async with open_clients(settings) as opened:
         cache = CampaignCache(opened.redis, clock, 0, settings.redis_timeout_ms / 1000)
         rows = await rollup_exposures(opened.redis, opened.pool, cache, clock.now_ms())
-    print(f"rolled up {rows} exposure row(s)")
+        abuse_rows = await abuse.rollup(opened.redis, opened.pool, clock.now_ms())
+    print(f"rolled up {rows} exposure row(s), {abuse_rows} abuse row(s)")
     return 0
 
 

@@ -57,7 +57,9 @@ async def test_unknown_files_are_404(client, name):
 
 
 def test_the_page_weighs_a_few_kilobytes():
-    """Everything the page loads, as sent (gzipped): a slow phone at T0 must not wait."""
+    """Everything the page loads, as sent (gzipped): a slow phone at T0 must not wait.
+    The budget grows only with the reason table (screens.js has a line for every reason,
+    use and credit ones included) and screens the page really shows (the offer link)."""
     found = assets()
     assert set(found) == FILES
-    assert sum(len(found[name].gzipped) for name in FILES) < 12_000
+    assert sum(len(found[name].gzipped) for name in FILES) < 13_000

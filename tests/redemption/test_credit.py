@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from gateway.credit import journal
 from gateway.credit.ledger import Ledger
 from gateway.credit.plan import decode_plan
 from gateway.credit.reconcile import reconcile
@@ -227,6 +228,40 @@ async def test_concurrent_orders_of_one_user_share_one_balance(
     balance = await ledger.balance("u1")
     refunded = sum(1 for i, r in enumerate(results) if r == "locked" and i % 2)
     assert balance.available_cents == 10_500 - (8 - refunded) * spend
+    await whole(orders_pool)
+
+
+async def test_the_sweeper_never_deadlocks_with_a_new_lock_of_the_same_user(
+    now, make_campaign, give, orders_pool, topups: Topups, ledger: Ledger
+):
+    """Two expired orders of u1 (both with credit), and a new lock by u1 that has taken the
+    second order's coupon over and now asks for u1's credit lock, as ``orders.lock`` does
+    (coupons first, then the user's credit). A sweeper releasing both orders in one
+    transaction would hold u1's credit lock (from the first order) while waiting on that
+    coupon: PostgreSQL would detect a deadlock. One transaction per order never does."""
+    campaign = await make_campaign()
+    first, second = await give(campaign), await give(campaign)
+    await funded(topups, "u1", pay=10_000)
+    async with orders_pool.acquire() as conn:
+        for i, coupon in enumerate((first, second)):
+            request = UseRequest(order_id=f"stale-{i}", coupon_ids=[coupon], credit_cents=1_000,
+                                 **_cart())  # fmt: skip
+            await orders.lock(conn, "u1", request, now_ms=NOW + i, ttl_ms=60_000,
+                              new_user=False)  # fmt: skip
+    later = NOW + 120_000
+    async with orders_pool.acquire() as new_lock, new_lock.transaction():
+        await new_lock.execute("SELECT 1 FROM coupons WHERE coupon_id = $1 FOR UPDATE", second)
+        sweeping = asyncio.create_task(sweep(orders_pool, later))
+        while not await orders_pool.fetchval(  # the sweeper waits on the second coupon
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ):
+            assert not sweeping.done(), sweeping.result()
+            await asyncio.sleep(0.05)
+        await journal.lock_user(new_lock, "u1")  # granted: the sweeper holds no credit lock
+    swept = await sweeping
+    assert swept.locks_expired == 2
+    assert (await ledger.balance("u1")).held_cents == 0
     await whole(orders_pool)
 
 

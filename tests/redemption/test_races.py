@@ -122,6 +122,50 @@ async def test_lock_expiry_racing_confirm_ends_in_one_state(many, make_campaign,
     assert [e["transition"] for e in events] == ["lock", "lock_expire"]  # released once
 
 
+async def test_a_confirm_after_one_of_its_coupons_was_taken_over_uses_none(
+    many, make_campaign, give
+):
+    """Order o-1 holds a and b; its lock runs out and o-2 takes b over. A confirm of o-1
+    read on a clock that lags (its lock still live there) finds b gone: it is refused and
+    changes nothing (never half a use), on its first try as on a retry; racing the
+    takeover, exactly one of the two gets b."""
+    shop, platform = await make_campaign(usage={"tier": "shop"}), await make_campaign()
+    late, lagging = NOW + TTL, NOW + TTL - 1
+    for trial in range(6):
+        a, b = await give(shop), await give(platform)
+        first, second = f"o-{trial}-1", f"o-{trial}-2"
+        async with many.acquire() as conn:
+            await orders.lock(conn, "u1", request(first, [a, b]), now_ms=NOW, ttl_ms=TTL,
+                              new_user=False)  # fmt: skip
+
+        def take_over(conn: Any, b: str = b, second: str = second) -> Any:
+            return orders.lock(conn, "u1", request(second, [b]), now_ms=late, ttl_ms=TTL,
+                               new_user=False)  # fmt: skip
+
+        def confirm(conn: Any, first: str = first) -> Any:
+            return orders.confirm(conn, "u1", first, lagging)
+
+        if trial == 0:  # in turn: the takeover first
+            outcomes = [await attempt(many, take_over), await attempt(many, confirm)]
+        else:
+            outcomes = list(await asyncio.gather(attempt(many, take_over), attempt(many, confirm)))
+        statuses = dict(await many.fetch(
+            "SELECT coupon_id::text, status FROM coupons WHERE coupon_id = ANY($1::uuid[])",
+            [a, b]))  # fmt: skip
+        if outcomes[1] == "confirmed":
+            assert outcomes[0] in ("COUPON_USED", "COUPON_LOCKED")
+            assert statuses == {a: "used", b: "used"}
+        else:
+            assert outcomes == ["locked", "LOCK_EXPIRED"]
+            assert statuses == {a: "locked", b: "locked"}  # a still o-1's, past its time
+            assert await many.fetchval(
+                "SELECT count(*) FROM coupon_events WHERE transition = 'confirm'"
+                " AND order_id = $1", first) == 0  # fmt: skip
+            assert await attempt(many, confirm) == "LOCK_EXPIRED"  # a retry: the same
+        if trial == 0:
+            assert outcomes[1] == "LOCK_EXPIRED"
+
+
 async def test_two_refunds_at_once_refund_once(many, make_campaign, give):
     coupon = await give(await make_campaign())
     async with many.acquire() as conn:

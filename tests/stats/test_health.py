@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.reasons import Reason
 from gateway.stats import abuse, gauges
 from gateway.stats.health import health
-from tests.helpers import auth, claim, published
+from tests.helpers import auth, child_env, claim, flashclaim, published
 from tests.stats.conftest import at
 
 
@@ -77,3 +78,18 @@ async def test_abuse_refusals_per_day_of_the_campaigns_zone(client, ops, redis, 
     assert days["2026-11-11"][guessed] >= 1  # every campaign's code guessing
     assert {k: v for k, v in days["2026-11-12"].items() if not k.startswith("CODE_")} == {
         "BLOCKED": 1, "DEVICE_LIMIT": 1}  # fmt: skip
+
+
+async def test_the_rollup_command_copies_abuse_tallies(settings, redis, pool, clock):
+    clock.set(at("2026-11-20 08:00"))
+    abuse.TALLY.note("c-roll", Reason.RATE_LIMITED)
+    abuse.TALLY.note("c-roll", Reason.RATE_LIMITED)
+    await abuse.TALLY.flush(redis, clock.now_ms())
+    done = flashclaim(child_env(settings), "rollup")
+    assert done.returncode == 0, done.stderr
+    assert "abuse row(s)" in done.stdout
+    stored = await pool.fetchval(
+        "SELECT refusals FROM abuse_hourly WHERE campaign_id = 'c-roll' AND reason = $1",
+        "RATE_LIMITED",
+    )
+    assert stored == 2
