@@ -311,7 +311,7 @@ class ClaimService:
                 for i, again in zip(short, decided.decisions, strict=True):
                     decisions[i] = again
         except (RedisError, OSError) as exc:  # OSError covers TimeoutError
-            log.warning("borrowing stock for %s failed: %s", view.keys.campaign_id, exc)
+            log.warning("borrowing stock for %s failed: %r", view.keys.campaign_id, exc)
             instead = Reason.UNAVAILABLE
         busy = Decision(instead, "", 0, False)
         decisions = [busy if d.reason is Reason.SOLD_OUT else d for d in decisions]
