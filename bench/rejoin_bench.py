@@ -33,7 +33,7 @@ import asyncpg
 import msgspec
 
 from bench.claim_bench import OUT, POSTGRES_URL
-from bench.handoff_ab import sample_events
+from bench.handoff_ab import produce, sample_events
 from gateway.claim import events
 from gateway.infra import clients
 from gateway.infra.settings import Settings, to_env
@@ -48,19 +48,6 @@ WAYS = {
     "dynamic, 6 s session": ("", 6_000),  # the setting's default
     "static, 6 s session": ("consumer-0", 6_000),
 }
-
-
-async def produce(settings: Settings, claims: list[events.ClaimEvent]) -> None:
-    producer = clients.kafka_producer(settings)
-    await producer.start()
-    try:
-        for claim in claims:
-            await producer.send(
-                settings.claims_topic, events.encode(claim), key=claim.user_id.encode()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def stored(settings: Settings, claims: list[events.ClaimEvent]) -> int:
