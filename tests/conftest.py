@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
+from redis.cluster import RedisCluster
 
 from gateway.app import create_app
 from gateway.campaigns.ops import CampaignOps
@@ -187,6 +188,10 @@ def _local_stacks(
     """The session's ``flashclaim up`` runs, all on one data dir; the last one is current
     (on the session's Redis Cluster with ``TEST_REDIS_CLUSTER=1``)."""
     cluster = request.getfixturevalue("redis_cluster").url if ON_CLUSTER else ""
+    if cluster:  # start empty, as on a Redis of its own: verify's drain counts every
+        # campaign in Redis against the stack's own database, where other tests' have no rows
+        with RedisCluster.from_url(cluster) as client:
+            client.flushall(target_nodes=RedisCluster.PRIMARIES)
     stacks: list[LocalStack] = []
     stacks.append(LocalStack(tmp_path_factory.mktemp("up"), cluster).start())
     yield stacks
