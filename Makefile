@@ -39,7 +39,9 @@ types: install ## mypy, strict
 # The claim and hand-off suites run a second time on a local Redis Cluster (3 masters +
 # 3 replicas) in `make test`; `make test-cluster` adds the fault, load-test and shard suites.
 CLUSTER_QUICK := tests/claim tests/handoff/test_handoff.py
-CLUSTER_ALL := tests/claim tests/handoff tests/loadtests tests/cluster tests/shards
+# The load tests go last: their `flashclaim up` stack lives to the session's end on the same
+# cluster, and its relay would carry (and its replayer settle) later tests' outboxes.
+CLUSTER_ALL := tests/claim tests/handoff tests/cluster tests/shards tests/loadtests
 
 test: tools lint types ## lint, types, the whole suite, then claim and hand-off tests on a Redis Cluster
 	$(BIN)/pytest
