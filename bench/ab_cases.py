@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,9 +20,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from bench.ab import BATCH, Pair, Step
+from bench.handoff_ab import sample_events
 from gateway.campaigns.ops import write_campaign
 from gateway.campaigns.spec import Campaign, Status, decode_spec
-from gateway.claim.events import ClaimEvent
 from gateway.claim.service import ClaimRequest, ClaimService, _Claim
 from gateway.handoff.persist import insert_claims, insert_claims_staged, insert_claims_unnest
 from gateway.infra.auth import Claimant
@@ -217,30 +216,15 @@ async def _coupons_db() -> AsyncIterator[asyncpg.Connection]:
 
 
 def _persist_step(conn: asyncpg.Connection, insert: Any, rows: int) -> Step:
-    counter = itertools.count()
+    batches = itertools.count()
 
     async def step() -> int:
-        claims = [_event(next(counter)) for _ in range(rows)]
+        claims = sample_events(rows, start=next(batches) * rows)
         async with conn.transaction():
             assert await insert(conn, claims) == rows
         return rows
 
     return step
-
-
-def _event(n: int) -> ClaimEvent:
-    now = 1_800_000_000_000 + n
-    return ClaimEvent(
-        coupon_id=str(uuid.uuid4()),
-        campaign_id="ab",
-        user_id=f"user-{n}",
-        device_id=f"dev-{n}",
-        request_id=f"req-{n:08d}",
-        channel="seckill",
-        value_cents=500,
-        claimed_at_ms=now,
-        expires_at_ms=now + 86_400_000,
-    )
 
 
 @asynccontextmanager

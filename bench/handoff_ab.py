@@ -109,8 +109,8 @@ async def until(done: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-def sample_events(n: int) -> list[events.ClaimEvent]:
-    """``n`` distinct accepted claims."""
+def sample_events(n: int, start: int = 0) -> list[events.ClaimEvent]:
+    """``n`` distinct accepted claims, users and requests numbered from ``start``."""
     now = int(time.time() * 1000)
     return [
         events.ClaimEvent(
@@ -124,7 +124,7 @@ def sample_events(n: int) -> list[events.ClaimEvent]:
             claimed_at_ms=now,
             expires_at_ms=now + 86_400_000,
         )
-        for i in range(n)
+        for i in range(start, start + n)
     ]
 
 
